@@ -1,0 +1,35 @@
+"""Budgets: how long a sweep trains, at what input size, with how many seeds.
+
+A profile sets defaults below the grid file and the command-line flags (flags win, then the grid).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    about: str
+    settings: dict = field(default_factory=dict)  # dotted keys, lowest precedence
+    seeds: int = 1  # number of seeds 0..n-1 unless --seeds says otherwise
+    search_samples: int | None = None  # overrides the search grid's num_samples when set
+
+
+PROFILES = {
+    "smoke": Profile(
+        "smoke", "seconds per trial: 48x48, 2 epochs on 256/128/128 faces per split; for tests and trying the pipeline",
+        {"data.input_size": 48, "train.epochs": 2, "data.limit_per_split": 256, "train.batch_size": 64},
+        seeds=1, search_samples=4,
+    ),
+    "quick": Profile(
+        "quick", "the whole ablation on a 2-core laptop within an hour: 48x48 input, 8 epochs, 1 seed",
+        {"data.input_size": 48, "train.epochs": 8},
+        seeds=1, search_samples=8,
+    ),
+    "paper": Profile(
+        "paper", "the study's setting for GPUs: 64x64 input, 40 epochs, 3 seeds",
+        {"data.input_size": 64, "train.epochs": 40},
+        seeds=3,
+    ),
+}

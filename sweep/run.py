@@ -1,0 +1,410 @@
+"""Run an ablation grid or an Optuna search: `python -m sweep.run --grid ablation`.
+
+Ray Tune fans the trials out, each trial a Ray Train `TorchTrainer` (see `sweep/trial.py`). The
+data are prepared once per sweep and shared by every trial. Results land in
+`<storage-path>/<name>/` (see docs/DESIGN.md), with TensorBoard files and a markdown report.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from sweep.config import ConfigError, TrialConfig, flatten_params, valid_keys
+from sweep.grid import Grid, GridError, builtin_grids, load_grid, search_space
+from sweep.profiles import PROFILES
+from sweep.trial import Resources, data_key, run_trial
+
+DEFAULT_DATA = (  # where the README says FER-2013 is looked for, in this order
+    "data/fer2013/icml_face_data.csv.gz", "data/fer2013/icml_face_data.csv",
+    "data/fer2013/fer2013.csv", "../shared/datasets/fer2013/icml_face_data.csv.gz",
+)
+GET_DATA_HINT = ("FER-2013 not found. Download it from Kaggle ('challenges-in-representation-learning-facial-"
+                 "expression-recognition-challenge', file icml_face_data.csv) into data/fer2013/, set FER2013_PATH, "
+                 "or pass --data PATH; `--data synthetic` tries the pipeline without it")
+
+
+class UsageError(Exception):
+    """A flag or argument that cannot work; printed as one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m sweep.run",
+        description="Run the FER-2013 ablation grid or an Optuna search on Ray Tune + Ray Train.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--grid", default="ablation",
+                   help=f"built-in grid ({', '.join(builtin_grids())}) or a path to a grid YAML in the same format")
+    p.add_argument("--data", default=None,
+                   help="FER-2013: icml_face_data.csv / fer2013.csv (plain or .gz) or the image-folder root; "
+                        "'synthetic' for the built-in synthetic faces; default: $FER2013_PATH, then "
+                        + ", ".join(DEFAULT_DATA))
+    p.add_argument("--profile", choices=sorted(PROFILES), default=None,
+                   help="budget: " + "; ".join(f"{k}: {v.about}" for k, v in PROFILES.items())
+                        + ". Default: paper when a GPU is visible, else quick")
+    p.add_argument("--seeds", default=None,
+                   help="number of seeds (N -> 0..N-1) or a comma list (0,3,7); default from the profile")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs per trial (overrides the profile)")
+    p.add_argument("--num-samples", type=int, default=None, help="Optuna trials for a search grid")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any dotted key for every trial, e.g. --set train.lr=0.0005 (repeatable)")
+    p.add_argument("--max-concurrent", type=int, default=None,
+                   help="trials running at once; default: as many as the cluster's CPUs (or GPUs) fit")
+    p.add_argument("--workers-per-trial", type=int, default=1,
+                   help="Train workers per trial; >1 trains with DistributedDataParallel")
+    p.add_argument("--cpus-per-worker", type=int, default=1, help="CPUs (and torch threads) per Train worker")
+    p.add_argument("--use-gpu", action="store_true", help="train on GPUs (one per worker unless --gpus-per-worker)")
+    p.add_argument("--gpus-per-worker", type=float, default=1.0, help="GPUs per worker with --use-gpu (fractions share)")
+    p.add_argument("--storage-path", default="runs",
+                   help="where experiments are written: a local folder or a URI Ray accepts (s3://, gs://)")
+    p.add_argument("--name", default=None, help="experiment name (folder under --storage-path); default: GRID-PROFILE-TIME")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted experiment --name: finished trials are kept, unfinished resumed from checkpoints")
+    p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"),
+                   help="connect to a running Ray cluster (host:port or 'auto') instead of starting a local one")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray instance (default: all)")
+    p.add_argument("--no-report", action="store_true", help="skip the markdown report at the end")
+    p.add_argument("--list-keys", action="store_true", help="print every dotted key a grid or --set may use, and exit")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    args.command = "python -m sweep.run " + shlex.join(argv)
+    if args.list_keys:
+        print("\n".join(valid_keys()))
+        return 0
+    try:
+        return _run(args)
+    except (UsageError, GridError, ConfigError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # data errors and the like: one line, no traceback
+        from fer_data import DataError
+
+        if isinstance(err, DataError):
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        raise
+
+
+# ---------------------------------------------------------------- planning
+
+def resolve_data(spec: str | None) -> str:
+    if spec:
+        if spec != "synthetic" and not Path(spec).exists():
+            raise UsageError(f"--data {spec}: no such file or folder")
+        return spec
+    candidates = [os.environ["FER2013_PATH"]] if os.environ.get("FER2013_PATH") else []
+    for c in candidates + list(DEFAULT_DATA):
+        if Path(c).exists():
+            return str(Path(c).resolve())
+    raise UsageError(GET_DATA_HINT)
+
+
+def resolve_seeds(spec: str | None, default: int) -> list[int]:
+    if spec is None:
+        return list(range(default))
+    try:
+        seeds = [int(s) for s in spec.split(",")] if "," in spec else list(range(int(spec)))
+    except ValueError:
+        raise UsageError(f"--seeds {spec}: expected a count (3) or a comma list (0,1,2)") from None
+    if not seeds:
+        raise UsageError(f"--seeds {spec}: at least one seed")
+    return seeds
+
+
+def parse_sets(items: list[str]) -> dict:
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--set {item}: expected KEY=VALUE")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def trial_configs(grid: Grid, constants: dict, seeds: list[int]) -> list[TrialConfig]:
+    points = grid.points(seeds) if grid.search is None else [{"seed": seeds[0]}]
+    try:
+        return [TrialConfig.from_flat({**constants, **p}) for p in points]
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
+
+
+def gpu_visible(address: str | None) -> bool:
+    if address:
+        import ray
+
+        return ray.cluster_resources().get("GPU", 0) > 0
+    import torch
+
+    return torch.cuda.is_available()
+
+
+# ---------------------------------------------------------------- running
+
+def _run(args) -> int:
+    grid = load_grid(args.grid)
+    data_spec = resolve_data(args.data)
+    if args.workers_per_trial < 1 or args.cpus_per_worker < 1:
+        raise UsageError("--workers-per-trial and --cpus-per-worker must be >= 1")
+    if args.resume and not args.name:
+        raise UsageError("--resume needs --name of the experiment to continue")
+
+    import ray
+
+    _init_ray(args)
+    profile_name = args.profile
+    if profile_name is None:
+        profile_name = "paper" if gpu_visible(args.address) else "quick"
+        print(f"profile: {profile_name} (no --profile given; {'a GPU is' if profile_name == 'paper' else 'no GPU'} visible)")
+    profile = PROFILES[profile_name]
+    seeds = resolve_seeds(args.seeds, profile.seeds)
+    constants = {**profile.settings, **grid.constants, **parse_sets(args.set)}
+    if args.epochs is not None:
+        if args.epochs < 1:
+            raise UsageError(f"--epochs {args.epochs}: must be >= 1")
+        constants["train.epochs"] = args.epochs
+    configs = trial_configs(grid, constants, seeds)
+
+    resources = Resources(args.workers_per_trial, args.cpus_per_worker, args.use_gpu, args.gpus_per_worker)
+    max_concurrent = args.max_concurrent or _fit_concurrency(resources)
+    name = args.name or f"{grid.name}-{profile_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    storage = args.storage_path if "://" in args.storage_path else str(Path(args.storage_path).resolve())
+    exp_uri = f"{storage.rstrip('/')}/{name}"
+
+    from sweep import storage as store
+
+    if not args.resume and store.exists(exp_uri):
+        raise UsageError(f"--name {name}: {exp_uri} already exists; pass --resume to continue it or choose another --name")
+
+    # Data: prepared once per distinct data section, shared by every trial through the object store.
+    from fer_data.pipeline import prepare
+
+    prepared, audits, sha = {}, {}, None
+    for cfg in configs:
+        key = data_key(cfg.data)
+        if key not in prepared:
+            t0 = time.perf_counter()
+            pd_ = prepare(data_spec, _data_config(cfg))
+            prepared[key] = {"datasets": pd_.datasets, "norm": pd_.norm, "class_weights": pd_.class_weights,
+                             "counts": pd_.counts}
+            audits[cfg.data.protocol] = pd_.audit
+            sha = pd_.sha256
+            print(f"data: {cfg.data.protocol}, {cfg.data.input_size}x{cfg.data.input_size}, balance {cfg.data.balance}: "
+                  f"{_counts_line(pd_.counts)} prepared in {time.perf_counter() - t0:.1f} s")
+
+    n_trials = len(configs) if grid.search is None else (args.num_samples or profile.search_samples
+                                                         or grid.search.get("num_samples", 8))
+    _print_plan(grid, profile_name, configs, n_trials, seeds, resources, max_concurrent, exp_uri, prepared)
+
+    meta = {
+        "name": name, "command": args.command,
+        "grid": grid.name, "grid_file": str(grid.path), "description": grid.description,
+        "profile": profile_name, "seeds": seeds, "data": data_spec, "data_sha256": sha, "data_audit": audits,
+        "resources_per_trial": {"workers": resources.workers, "cpus_per_worker": resources.cpus_per_worker,
+                                "gpus_per_worker": resources.gpus_per_worker if resources.use_gpu else 0},
+        "max_concurrent": max_concurrent, "scientific": grid.scientific, "nuisance": grid.nuisance,
+        "fixed": grid.fixed, "audit": grid.audit, "search": grid.search, "constants": constants,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **provenance(),
+    }
+    if args.resume:
+        meta["resumed"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    store.write_json(f"{exp_uri}/sweep_meta.json", {**store.read_json(f"{exp_uri}/sweep_meta.json"), **meta}
+                     if args.resume else meta)
+
+    t0 = time.time()
+    results = _fit(args, grid, constants, configs, seeds, resources, max_concurrent, storage, name, exp_uri,
+                   prepared, n_trials)
+    meta["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    meta["wall_s"] = time.time() - t0
+    store.write_json(f"{exp_uri}/sweep_meta.json", meta)
+
+    errors = _print_summary(results)
+    if not args.no_report:
+        from sweep.report import build_report
+
+        local = store.local_copy(exp_uri)
+        report = build_report(local)
+        store.publish(local, exp_uri, report)
+        print(f"report: {store.join(exp_uri, Path(report).name) if '://' in exp_uri else report}")
+    print(f"tensorboard --logdir {exp_uri}")
+    ray.shutdown()
+    return 1 if errors else 0
+
+
+def _init_ray(args) -> None:
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local clusters only; see RAY_NOTES
+    if args.address:
+        ray.init(address=args.address, log_to_driver=True)
+        if ray.cluster_resources().get("driver_slot", 0) < 1:
+            raise UsageError(f"--address {args.address}: the cluster advertises no 'driver_slot' resource; start its "
+                             "nodes with --resources='{\"driver_slot\": N}' (see cluster.yaml)")
+    else:
+        cpus = args.num_cpus or os.cpu_count() or 1
+        # Trial drivers hold a custom 'driver_slot' instead of a CPU, so every CPU goes to Train workers
+        # (two CPU-holding drivers deadlock a 2-CPU machine; ../shared/RAY_NOTES.md).
+        ray.init(num_cpus=cpus, resources={"driver_slot": cpus * 2}, log_to_driver=True)
+
+
+def _fit_concurrency(resources: Resources) -> int:
+    import ray
+
+    total = ray.cluster_resources()
+    if resources.use_gpu:
+        fit = total.get("GPU", 0) // (resources.gpus_per_worker * resources.workers)
+    else:
+        fit = total.get("CPU", 1) // (resources.cpus_per_worker * resources.workers)
+    return max(1, int(min(fit, total.get("driver_slot", 1))))
+
+
+def _data_config(cfg: TrialConfig):
+    from fer_data.pipeline import DataConfig
+
+    d = cfg.data
+    return DataConfig.from_section(d)
+
+
+def _counts_line(counts: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in counts.items())
+
+
+def _fit(args, grid, constants, configs, seeds, resources, max_concurrent, storage, name, exp_uri, prepared,
+         n_trials):
+    from ray import tune
+
+    from sweep.progress import EpochLines
+
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, prepared=prepared, resources=resources,
+                             storage_path=f"{exp_uri}/train_runs"),
+        {"driver_slot": 1},
+    )
+    run_config = tune.RunConfig(
+        name=name, storage_path=storage, verbose=0, callbacks=[EpochLines()],
+        # A dead driver (or its node) is relaunched; its TorchTrainer finds its checkpoints by name.
+        failure_config=tune.FailureConfig(max_failures=3),
+    )
+    if args.resume:
+        if not tune.Tuner.can_restore(exp_uri):
+            raise UsageError(f"--resume: nothing to resume at {exp_uri}")
+        tuner = tune.Tuner.restore(exp_uri, trainable=trainable, resume_unfinished=True, resume_errored=True)
+    elif grid.search is None:
+        points = [{k: v for k, v in flatten_params(c.to_flat()).items() if k in _point_keys(grid)} for c in configs]
+        tuner = tune.Tuner(
+            trainable,
+            param_space={**constants, "variant": tune.grid_search(points)},
+            tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent),
+            run_config=run_config,
+        )
+    else:
+        import optuna
+        from ray.tune.schedulers import ASHAScheduler
+        from ray.tune.search.optuna import OptunaSearch
+
+        epochs = configs[0].train.epochs
+        asha = grid.search.get("asha") or {}
+        tuner = tune.Tuner(
+            trainable,
+            param_space={**constants, "seed": seeds[0], **search_space(grid)},
+            tune_config=tune.TuneConfig(
+                metric=grid.search.get("metric", "val/acc"), mode=grid.search.get("mode", "max"),
+                search_alg=OptunaSearch(sampler=optuna.samplers.TPESampler(seed=seeds[0])),
+                # time in epochs; max_t past the last epoch so the final evaluation is never cut off
+                scheduler=ASHAScheduler(time_attr="epoch", max_t=epochs + 1,
+                                        grace_period=asha.get("grace_period", 1),
+                                        reduction_factor=asha.get("reduction_factor", 2)),
+                num_samples=n_trials, max_concurrent_trials=max_concurrent,
+            ),
+            run_config=run_config,
+        )
+    return tuner.fit()
+
+
+def _point_keys(grid: Grid) -> set:
+    keys = set(grid.scientific) | {"seed"}
+    for extra in grid.audit:
+        keys |= set(extra)
+    return keys
+
+
+def _print_plan(grid, profile_name, configs, n_trials, seeds, resources, max_concurrent, exp_uri, prepared):
+    from sweep.estimate import estimate_seconds
+
+    cfg0 = configs[0]
+    per_worker = ", ".join(f"{k} {v:g}" for k, v in resources.worker_resources().items())
+    print(f"plan: grid {grid.name} ({grid.description})")
+    print(f"  trials: {n_trials}" + (f" = {len(configs) - len(grid.audit)} grid points ({len(seeds)} seed(s)) + "
+                                     f"{len(grid.audit)} audit" if grid.search is None else " Optuna samples, ASHA"))
+    print(f"  per trial: {resources.workers} Train worker(s) x ({per_worker}) + 1 driver_slot; "
+          f"{max_concurrent} at once; {cfg0.train.epochs} epochs at {cfg0.data.input_size}x{cfg0.data.input_size}")
+    est = estimate_seconds(configs if grid.search is None else configs * n_trials, prepared, resources, max_concurrent)
+    print(f"  estimated time: {est}")
+    print(f"  results: {exp_uri}")
+
+
+def _print_summary(results) -> int:
+    df = results.get_dataframe()
+    rows, errors = [], 0
+    for result in results:
+        cfg = flatten_params(result.config or {})
+        label = cfg.get("model.name", "?") + (" [leaky]" if str(cfg.get("data.protocol", "")).startswith("leaky") else "")
+        m = result.metrics or {}
+        status = "error" if result.error else ("done" if "final/test/acc" in m else "stopped")
+        errors += bool(result.error)
+        rows.append((label, cfg.get("seed", ""), status, m.get("epoch", ""), _pct(m.get("best_val_acc")),
+                     _pct(m.get("final/test/acc"))))
+    print(f"\n{'variant':28s} {'seed':>4s} {'status':8s} {'epochs':>6s} {'best val':>9s} {'test':>7s}")
+    for r in sorted(rows, key=lambda r: (r[0], str(r[1]))):
+        print(f"{r[0]:28s} {str(r[1]):>4s} {r[2]:8s} {str(r[3]):>6s} {r[4]:>9s} {r[5]:>7s}")
+    print(f"{len(rows)} trials, {errors} errored" + (f" ({len(df)} rows in the results table)" if df is not None else ""))
+    return errors
+
+
+def _pct(x) -> str:
+    return f"{100 * x:.2f}%" if isinstance(x, (int, float)) else "-"
+
+
+def provenance() -> dict:
+    import importlib.metadata as md
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    versions = {}
+    for pkg in ("ray", "torch", "torchvision", "numpy", "optuna", "albumentations", "imbalanced-learn", "scikit-learn"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    cpu = ""
+    try:
+        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else ""
+    return {"git_commit": commit or "unknown", "versions": versions, "python": platform.python_version(),
+            "hardware": {"cpu": cpu or platform.processor(), "cpus": os.cpu_count(), "gpu": gpu,
+                         "platform": platform.platform()}}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,228 @@
+"""One trial: a Ray Tune function (the "driver") that runs a Ray Train `TorchTrainer`.
+
+`train_loop` is what every Train worker runs: build the model, read its shard of the shared,
+already-preprocessed Ray Data datasets once, then per epoch augment + train + validate, report,
+checkpoint (the latest state and the best-by-validation weights), and at the end evaluate the best
+weights once on train, validation and test. The driver writes `final.json` and a confusion-matrix
+image into the Tune trial folder. Model selection only ever looks at validation (PublicTest).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import socket
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import ray
+import ray.train
+import ray.train.torch
+from fer_data import augment_batch, build_augmenter, to_model_input
+from fer_models import build_model
+from fer_models.checkpoint import load_checkpoint, load_train_state, save_checkpoint, save_train_state
+from fer_models.perf import resolve_precision, set_threads
+from fer_models.training import classification_metrics, evaluate, make_optimizer, make_scheduler, train_one_epoch
+from sweep.config import TrialConfig, flatten_params
+
+FINAL_KEY = "final/json"
+EVAL_BATCH = 512
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one trial holds: Train workers x (CPUs, GPUs) each, plus a `driver_slot` for its driver."""
+
+    workers: int = 1
+    cpus_per_worker: int = 1
+    use_gpu: bool = False
+    gpus_per_worker: float = 1.0
+
+    def worker_resources(self) -> dict:
+        out = {"CPU": self.cpus_per_worker}
+        if self.use_gpu:
+            out["GPU"] = self.gpus_per_worker
+        return out
+
+
+# ---------------------------------------------------------------- the Train worker
+
+def train_loop(loop_config: dict) -> None:
+    cfg = TrialConfig.from_flat(loop_config["trial"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    set_threads(loop_config["threads"])
+    device = ray.train.torch.get_device()
+    precision = resolve_precision(cfg.train.precision, device)
+    norm = loop_config["norm"]
+    class_weights = loop_config.get("class_weights")
+
+    torch.manual_seed(cfg.seed)  # identical initialisation on every rank (DDP also broadcasts rank 0's)
+    model = build_model(cfg.model.name, input_size=cfg.data.input_size, **cfg.model.overrides)
+    model = model.to(device, memory_format=torch.channels_last)
+    net = ray.train.torch.prepare_model(model, move_to_device=False) if world > 1 else model
+    weights = torch.tensor(class_weights, dtype=torch.float32, device=device) if class_weights else None
+
+    # Materialised, preprocessed uint8 faces: read this worker's shard once, then shuffle per epoch here.
+    train_x, train_y = _read_shard(ray.train.get_dataset_shard("train"))
+    val_x, val_y = _read_shard(ray.train.get_dataset_shard("val"))
+    optimizer = make_optimizer(model, cfg.train)
+    scheduler = make_scheduler(optimizer, cfg.train, steps_per_epoch=-(-len(train_x) // cfg.train.batch_size))
+
+    start_epoch, best = 0, {"val_acc": -1.0, "epoch": 0}
+    best_model = copy.deepcopy(model)
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint:  # a retried worker or a resumed sweep: continue after the last finished epoch
+        with checkpoint.as_directory() as d:
+            latest, _ = load_checkpoint(Path(d) / "latest", map_location=device)
+            model.load_state_dict(latest.state_dict())
+            best_model, _ = load_checkpoint(Path(d) / "best", map_location=device)
+            start_epoch, extra = load_train_state(Path(d) / "latest", optimizer, scheduler, map_location=device)
+            best = extra["best"]
+
+    # input_size is an override: the Flatten width depends on it, so the checkpoint rebuilds exactly this net.
+    meta = {"model_name": cfg.model.name, "overrides": {**cfg.model.overrides, "input_size": cfg.data.input_size},
+            "input_size": cfg.data.input_size, "preprocess": asdict(cfg.data), "norm": norm,
+            "trial": loop_config["trial"]}
+    for epoch in range(start_epoch, cfg.train.epochs):
+        t0 = time.perf_counter()
+        # Seeds derived from (trial seed, epoch, rank): a resumed epoch sees the same order and augmentation.
+        rng = np.random.default_rng([cfg.seed, epoch, rank])
+        torch.manual_seed(cfg.seed * 100_003 + epoch * 101 + rank)
+        augmenter = build_augmenter(cfg.augment, seed=int(rng.integers(2**31)))
+        order = rng.permutation(len(train_x))
+        batches = _train_batches(train_x, train_y, order, cfg.train.batch_size, augmenter, cfg, norm, device)
+        lr = optimizer.param_groups[0]["lr"]
+        tr = train_one_epoch(net, batches, optimizer, class_weights=weights, scheduler=scheduler,
+                             label_smoothing=cfg.train.label_smoothing, grad_clip=cfg.train.grad_clip,
+                             precision=precision, device=device)
+        va = evaluate(net, _eval_batches(val_x, val_y, cfg, norm, device), precision=precision,
+                      device=device, class_weights=weights)
+        if va["acc"] > best["val_acc"]:
+            best = {"val_acc": float(va["acc"]), "epoch": epoch + 1}
+            best_model.load_state_dict(model.state_dict())
+        metrics = {
+            "epoch": epoch + 1, "lr": lr,
+            "train/loss": tr["loss"], "train/acc": tr["acc"],
+            "val/loss": va["loss"], "val/acc": va["acc"],
+            "best_val_acc": best["val_acc"], "best_epoch": best["epoch"],
+            "epoch_s": time.perf_counter() - t0, "train/images_per_s": tr["images"] / max(tr["seconds"], 1e-9),
+            "node_id": ray.get_runtime_context().get_node_id(), "hostname": socket.gethostname(),
+        }
+        with tempfile.TemporaryDirectory() as tmp:
+            ckpt = None
+            if rank == 0:
+                save_checkpoint(Path(tmp) / "latest", model, meta)
+                save_checkpoint(Path(tmp) / "best", best_model, {**meta, "best": best})
+                save_train_state(Path(tmp) / "latest", optimizer, scheduler, epoch + 1, {"best": best})
+                ckpt = ray.train.Checkpoint.from_directory(tmp)
+            ray.train.report(metrics, checkpoint=ckpt)
+
+    # Test is touched once, here, with the weights chosen on validation.
+    final_metrics = {"epoch": cfg.train.epochs, "best_val_acc": best["val_acc"], "best_epoch": best["epoch"]}
+    if rank == 0:
+        final = {"best_epoch": best["epoch"], "epochs_run": cfg.train.epochs,
+                 "params": sum(p.numel() for p in model.parameters()), "metrics": {}}
+        splits = {"train": _read_shard(ray.train.get_dataset_shard("train_eval")),
+                  "val": (val_x, val_y), "test": _read_shard(ray.train.get_dataset_shard("test"))}
+        for split, (x, y) in splits.items():
+            ev = evaluate(best_model, _eval_batches(x, y, cfg, norm, device), precision=precision,
+                          device=device, class_weights=weights)
+            final["metrics"][split] = {"loss": ev["loss"], **classification_metrics(ev["y_true"], ev["y_pred"])}
+        for split in ("train", "val", "test"):
+            final_metrics[f"final/{split}/acc"] = final["metrics"][split]["acc"]
+            final_metrics[f"final/{split}/macro_f1"] = final["metrics"][split]["macro_f1"]
+        final_metrics[FINAL_KEY] = json.dumps(final)
+    ray.train.report(final_metrics)
+
+
+def _read_shard(shard) -> tuple[np.ndarray, np.ndarray]:
+    xs, ys = [], []
+    for batch in shard.iter_batches(batch_size=8192, batch_format="numpy"):
+        xs.append(batch["image"])
+        ys.append(batch["label"])
+    return np.concatenate(xs), np.concatenate(ys).astype(np.int64)
+
+
+def _train_batches(x, y, order, batch_size, augmenter, cfg, norm, device):
+    for i in range(0, len(order), batch_size):
+        idx = order[i:i + batch_size]
+        images = augment_batch(x[idx], augmenter) if augmenter is not None else x[idx]
+        yield (to_model_input(images, cfg.data, norm).to(device, memory_format=torch.channels_last),
+               torch.from_numpy(y[idx]).to(device))
+
+
+def _eval_batches(x, y, cfg, norm, device):
+    for i in range(0, len(x), EVAL_BATCH):
+        yield (to_model_input(x[i:i + EVAL_BATCH], cfg.data, norm).to(device, memory_format=torch.channels_last),
+               torch.from_numpy(y[i:i + EVAL_BATCH]).to(device))
+
+
+# ---------------------------------------------------------------- the Tune driver
+
+def run_trial(config: dict, *, prepared: dict, resources: Resources, storage_path: str) -> None:
+    """Tune function trainable: one TorchTrainer per trial, its metrics forwarded to Tune."""
+    from ray.tune import get_context
+    from ray.tune.integration.ray_train import TuneReportCallback
+    from ray.train.torch import TorchTrainer
+
+    flat = flatten_params(config)
+    cfg = TrialConfig.from_flat(flat)
+    data = prepared[data_key(cfg.data)]
+    ctx = get_context()
+    started = time.time()
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config={"trial": flat, "norm": data["norm"], "class_weights": data["class_weights"],
+                           "threads": resources.cpus_per_worker},
+        scaling_config=ray.train.ScalingConfig(num_workers=resources.workers, use_gpu=resources.use_gpu,
+                                               resources_per_worker=resources.worker_resources()),
+        datasets=data["datasets"],
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+        run_config=ray.train.RunConfig(
+            # A deterministic name: a relaunched driver finds this run's checkpoints and resumes from them.
+            name=f"train-{ctx.get_trial_id()}",
+            storage_path=storage_path,
+            callbacks=[TuneReportCallback()],
+            failure_config=ray.train.FailureConfig(max_failures=3),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
+        ),
+    )
+    result = trainer.fit()
+    final = json.loads(result.metrics[FINAL_KEY])
+    final["wall_s"] = time.time() - started
+    trial_dir = Path(ctx.get_trial_dir())
+    (trial_dir / "final.json").write_text(json.dumps(final, indent=1))
+    _write_confusion_image(trial_dir, final, cfg)
+
+
+def data_key(data_section) -> str:
+    """Trials whose data sections are equal share one prepared dataset."""
+    return json.dumps(asdict(data_section), sort_keys=True)
+
+
+def _write_confusion_image(trial_dir: Path, final: dict, cfg: TrialConfig) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay
+    from torch.utils.tensorboard import SummaryWriter
+
+    from fer_data import CLASS_NAMES
+
+    writer = SummaryWriter(str(trial_dir))
+    for split in ("val", "test"):
+        cm = np.array(final["metrics"][split]["confusion"])
+        fig, ax = plt.subplots(figsize=(5, 5), dpi=80)
+        ConfusionMatrixDisplay(cm, display_labels=CLASS_NAMES).plot(ax=ax, colorbar=False, xticks_rotation=45)
+        ax.set_title(f"{cfg.model.name} seed {cfg.seed}: {split}")
+        fig.tight_layout()
+        writer.add_figure(f"confusion/{split}", fig, global_step=final["best_epoch"])
+        plt.close(fig)
+    writer.close()

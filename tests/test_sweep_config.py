@@ -1,0 +1,95 @@
+"""Grids, profiles and the flat-to-typed trial config: no Ray needed."""
+import pytest
+
+from sweep.config import ConfigError, TrialConfig, flatten_params
+from sweep.grid import GridError, builtin_grids, load_grid
+from sweep.run import main, parse_sets, resolve_seeds, UsageError
+
+
+def test_builtin_grids_load_and_name_the_study_variants():
+    assert {"ablation", "search"} <= set(builtin_grids())
+    ablation = load_grid("ablation")
+    assert ablation.scientific["model.name"] == ["baseline", "no_batchnorm", "no_dropout", "fewer_layers", "optimized"]
+    points = ablation.points([0, 1, 2])
+    assert len(points) == 5 * 3 + 1  # variants x seeds + the leaky audit trial (first seed only)
+    assert points[-1] == {"model.name": "optimized", "data.protocol": "leaky-oversample-before-split", "seed": 0}
+    search = load_grid("search")
+    assert set(search.search["space"]) == {"model.l2", "model.dropout"}
+
+
+def test_trial_config_from_flat_types_values_and_merges_variant():
+    cfg = TrialConfig.from_flat({"train.epochs": "3", "data.input_size": 48, "train.lr": "0.01",
+                                 "variant": {"model.name": "optimized", "seed": 2, "model.l2": 0.001}})
+    assert cfg.seed == 2 and cfg.train.epochs == 3 and cfg.train.lr == 0.01
+    assert cfg.model.name == "optimized" and cfg.model.overrides == {"l2": 0.001}
+    assert cfg.data.input_size == 48
+    assert flatten_params({"a": 1, "variant": {"b": 2}}) == {"a": 1, "b": 2}
+
+
+@pytest.mark.parametrize("flat, message", [
+    ({"train.lrr": 0.1}, "unknown key 'train.lrr'"),
+    ({"model.widthz": 3}, "unknown key 'model.widthz'"),
+    ({"bogus": 1}, "unknown key 'bogus'"),
+    ({"data.protocol": "random"}, "data.protocol: unknown value 'random'"),
+    ({"train.epochs": "many"}, "train.epochs: 'many' is not a valid int"),
+    ({"model.name": "resnet9000"}, "resnet9000"),
+])
+def test_bad_keys_and_values_name_themselves(flat, message):
+    with pytest.raises((ConfigError, KeyError, ValueError)) as err:
+        TrialConfig.from_flat(flat)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("scientific:\n  model.name: [baseline]\nbogus: 1\n", "unknown top-level key 'bogus'"),
+    ("scientific:\n  model.nam: [baseline]\n", "unknown key 'model.nam'"),
+    ("scientific:\n  model.name: baseline\n", "scientific.model.name must be a non-empty list"),
+    ("scientific: [1, 2\n", "invalid YAML"),
+    ("fixed:\n  train.lr: 0.1\n", "needs 'scientific' axes"),
+    ("search:\n  space:\n    model.l2: {gaussian: [0, 1]}\n", "search.space.model.l2: expected one of"),
+    ("search:\n  space:\n    model.l2: {loguniform: [1, 0.1]}\n", "low < high"),
+])
+def test_bad_grid_files_give_one_line_naming_the_file(tmp_path, text, message):
+    path = tmp_path / "mine.yaml"
+    path.write_text(text)
+    with pytest.raises(GridError) as err:
+        load_grid(str(path))
+    assert str(path) in str(err.value) and message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_cli_rejects_bad_grid_and_flags_with_exit_2(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("scientific:\n  model.name: [nope]\n")
+    assert main(["--grid", str(bad), "--data", "synthetic"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and str(bad) in err and "nope" in err
+    assert main(["--grid", "nosuchgrid", "--data", "synthetic"]) == 2
+    assert "valid: ablation" in capsys.readouterr().err
+    assert main(["--data", str(tmp_path / "missing.csv")]) == 2
+    assert "missing.csv: no such file" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["--profile", "huge"])
+    assert exit_.value.code == 2
+
+
+def test_missing_dataset_says_how_to_get_it(monkeypatch, tmp_path, capsys):
+    monkeypatch.chdir(tmp_path)  # none of the default locations exist from here
+    monkeypatch.delenv("FER2013_PATH", raising=False)
+    import sweep.run as run
+
+    monkeypatch.setattr(run, "DEFAULT_DATA", ("data/fer2013/icml_face_data.csv.gz",))
+    assert main(["--grid", "ablation"]) == 2
+    err = capsys.readouterr().err
+    assert "FER-2013 not found" in err and "--data synthetic" in err and "Kaggle" in err
+
+
+def test_seeds_and_sets_parsing():
+    assert resolve_seeds(None, 3) == [0, 1, 2]
+    assert resolve_seeds("2", 3) == [0, 1]
+    assert resolve_seeds("0,5,7", 1) == [0, 5, 7]
+    with pytest.raises(UsageError, match="--seeds x"):
+        resolve_seeds("x", 1)
+    assert parse_sets(["train.lr=0.0005", "data.standardize=true"]) == {"train.lr": 0.0005, "data.standardize": True}
+    with pytest.raises(UsageError, match="--set train.lr: expected KEY=VALUE"):
+        parse_sets(["train.lr"])
