@@ -153,13 +153,13 @@ def _train_batches(x, y, order, batch_size, augmenter, cfg, norm, device):
     for i in range(0, len(order), batch_size):
         idx = order[i:i + batch_size]
         images = augment_batch(x[idx], augmenter) if augmenter is not None else x[idx]
-        yield (to_model_input(images, cfg.data, norm).to(device, memory_format=torch.channels_last),
+        yield (to_model_input(torch.from_numpy(images), cfg.data, norm).to(device, memory_format=torch.channels_last),
                torch.from_numpy(y[idx]).to(device))
 
 
 def _eval_batches(x, y, cfg, norm, device):
     for i in range(0, len(x), EVAL_BATCH):
-        yield (to_model_input(x[i:i + EVAL_BATCH], cfg.data, norm).to(device, memory_format=torch.channels_last),
+        yield (to_model_input(torch.from_numpy(x[i:i + EVAL_BATCH]), cfg.data, norm).to(device, memory_format=torch.channels_last),
                torch.from_numpy(y[i:i + EVAL_BATCH]).to(device))
 
 

@@ -1,0 +1,114 @@
+"""Overhead of the sweep machinery, and the concurrency default, measured in one run.
+
+1. bare:  the trials run one after another in a plain in-process loop (the same data, model code,
+          epochs, augmentation and final evaluation as a sweep trial; no Ray), with 2 torch threads.
+2. sweep: the same trials through `python -m sweep.run`, one at a time, 1 worker x 2 CPUs.
+3. sweep, 2 at once: the same trials as two concurrent trials of 1 worker x 1 CPU each.
+
+Run: `RAY_AUTH_MODE=disabled python benchmarks/sweep_overhead.py [--epochs 3] [--models baseline,no_dropout]`
+(on the real FER-2013; about 15 minutes on a 2-core machine). Last line: the overhead ratio.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from fer_data import build_augmenter, compute_norm, load_dataset, make_splits, preprocess_images  # noqa: E402
+from fer_models import build_model, classification_metrics, evaluate, make_optimizer, make_scheduler  # noqa: E402
+from fer_models import set_threads, train_one_epoch  # noqa: E402
+from sweep.config import TrialConfig  # noqa: E402
+from sweep.profiles import PROFILES  # noqa: E402
+from sweep.trial import _eval_batches, _train_batches  # noqa: E402
+
+DEFAULT_DATA = ROOT.parent / "shared/datasets/fer2013/icml_face_data.csv.gz"
+
+
+def bare_trials(data: str, models: list[str], epochs: int, threads: int) -> float:
+    """Every trial in turn, in this process: what a sweep trial does, minus Ray."""
+    t0 = time.perf_counter()
+    set_threads(threads)
+    flat0 = {**PROFILES["quick"].settings, "train.epochs": epochs}
+    cfg0 = TrialConfig.from_flat(flat0)
+    splits = make_splits(load_dataset(data), protocol="official", seed=0)
+    pre = {k: preprocess_images(getattr(splits, f"{k}_x"), cfg0.data) for k in ("train", "val", "test")}
+    ys = {k: getattr(splits, f"{k}_y").astype(np.int64) for k in ("train", "val", "test")}
+    norm = compute_norm(pre["train"])
+    print(f"bare: data ready in {time.perf_counter() - t0:.1f} s", flush=True)
+    for name in models:
+        t1 = time.perf_counter()
+        cfg = TrialConfig.from_flat({**flat0, "model.name": name})
+        torch.manual_seed(cfg.seed)
+        model = build_model(name, input_size=cfg.data.input_size).to(memory_format=torch.channels_last)
+        opt = make_optimizer(model, cfg.train)
+        sched = make_scheduler(opt, cfg.train, steps_per_epoch=-(-len(ys["train"]) // cfg.train.batch_size))
+        best, best_state = -1.0, None
+        for epoch in range(epochs):
+            rng = np.random.default_rng([cfg.seed, epoch, 0])
+            torch.manual_seed(cfg.seed * 100_003 + epoch * 101)
+            aug = build_augmenter(cfg.augment, seed=int(rng.integers(2**31)))
+            order = rng.permutation(len(ys["train"]))
+            train_one_epoch(model, _train_batches(pre["train"], ys["train"], order, cfg.train.batch_size, aug, cfg,
+                                                  norm, "cpu"), opt, scheduler=sched)
+            va = evaluate(model, _eval_batches(pre["val"], ys["val"], cfg, norm, "cpu"))
+            if va["acc"] > best:
+                best, best_state = va["acc"], {k: v.clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(best_state)
+        for split in ("train", "val", "test"):
+            ev = evaluate(model, _eval_batches(pre[split], ys[split], cfg, norm, "cpu"))
+            classification_metrics(ev["y_true"], ev["y_pred"])
+        print(f"bare: {name} {epochs} epochs in {time.perf_counter() - t1:.1f} s (best val {best:.2%})", flush=True)
+    return time.perf_counter() - t0
+
+
+def sweep_trials(data: str, models: list[str], epochs: int, concurrent: int, cpus_per_worker: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        grid = Path(tmp) / "bench.yaml"
+        grid.write_text("scientific:\n  model.name: [" + ", ".join(models) + "]\n")
+        cmd = [sys.executable, "-m", "sweep.run", "--grid", str(grid), "--profile", "quick", "--data", data,
+               "--epochs", str(epochs), "--max-concurrent", str(concurrent), "--cpus-per-worker",
+               str(cpus_per_worker), "--storage-path", tmp, "--name", "bench", "--no-report", "--num-cpus", "2"]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
+                              env={**os.environ, "RAY_AUTH_MODE": "disabled"})
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            sys.exit(f"sweep failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+        for line in proc.stdout.splitlines():
+            if line.startswith(("  estimated", "data:")) or " final " in line:
+                print("  sweep| " + line.strip(), flush=True)
+    return wall
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default=str(DEFAULT_DATA))
+    p.add_argument("--models", default="baseline,no_dropout")
+    p.add_argument("--epochs", type=int, default=3)
+    args = p.parse_args()
+    if args.data != "synthetic" and not Path(args.data).exists():
+        sys.exit(f"{args.data}: FER-2013 not found (pass --data)")
+    models = args.models.split(",")
+    bare = bare_trials(args.data, models, args.epochs, threads=2)
+    print(f"bare loop, {len(models)} trials in turn, 2 threads: {bare:.1f} s", flush=True)
+    serial = sweep_trials(args.data, models, args.epochs, concurrent=1, cpus_per_worker=2)
+    print(f"sweep.run, 1 trial at a time x 2 CPUs: {serial:.1f} s", flush=True)
+    parallel = sweep_trials(args.data, models, args.epochs, concurrent=2, cpus_per_worker=1)
+    print(f"sweep.run, 2 trials at once x 1 CPU: {parallel:.1f} s "
+          f"({serial / parallel:.2f}x the throughput of 1 x 2 CPUs)", flush=True)
+    print(f"sweep overhead vs bare loop (same trials, 1 at a time): {serial / bare - 1:+.1%} "
+          f"(bare {bare:.0f} s, sweep {serial:.0f} s, {len(models)} trials of ~{bare / len(models) / 60:.1f} min)")
+
+
+if __name__ == "__main__":
+    main()

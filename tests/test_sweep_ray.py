@@ -1,0 +1,168 @@
+"""End-to-end sweeps on a real local Ray instance (each `python -m sweep.run` starts its own).
+
+Smoke-sized: synthetic faces, 48x48, 2 epochs on 256 faces per split. Each test runs the CLI in a
+subprocess, exactly as a user would, and reads back what it wrote.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.ray
+STUDY = ["baseline", "no_batchnorm", "no_dropout", "fewer_layers", "optimized"]
+
+
+def sweep_cmd(storage, name, *extra):
+    return [sys.executable, "-m", "sweep.run", "--profile", "smoke", "--data", "synthetic",
+            "--storage-path", str(storage), "--name", name, "--num-cpus", "2", *extra]
+
+
+def run_sweep(storage, name, *extra, timeout=420):
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(sweep_cmd(storage, name, *extra), capture_output=True, text=True, timeout=timeout, env=env)
+    return proc
+
+
+def trials(exp: Path) -> list[dict]:
+    out = []
+    for params in sorted(exp.glob("*/params.json")):
+        d = params.parent
+        p = json.loads(params.read_text())
+        flat = {k: v for k, v in p.items() if k != "variant"} | p.get("variant", {})
+        rows = [json.loads(l) for l in (d / "result.json").read_text().splitlines() if l.strip()] \
+            if (d / "result.json").exists() else []
+        final = json.loads((d / "final.json").read_text()) if (d / "final.json").exists() else None
+        out.append({"dir": d, "config": flat, "rows": rows, "final": final})
+    return out
+
+
+@pytest.fixture(scope="module")
+def ablation(tmp_path_factory):
+    storage = tmp_path_factory.mktemp("runs")
+    proc = run_sweep(storage, "abl")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return storage / "abl", proc.stdout
+
+
+def test_smoke_ablation_runs_every_variant_end_to_end(ablation):
+    exp, out = ablation
+    ts = trials(exp)
+    assert sorted(t["config"]["model.name"] for t in ts) == sorted(STUDY + ["optimized"])
+    assert {t["config"]["data.protocol"] for t in ts} == {"official", "leaky-oversample-before-split"}
+    for t in ts:
+        assert t["final"] is not None, f"{t['dir']} has no final.json"
+        epochs = [r for r in t["rows"] if "train/loss" in r]
+        assert [r["epoch"] for r in epochs] == [1, 2]
+        for split in ("train", "val", "test"):
+            m = t["final"]["metrics"][split]
+            assert 0.0 <= m["acc"] <= 1.0 and len(m["per_class"]["f1"]) == 7
+            assert sum(map(sum, m["confusion"])) == sum(m["per_class"]["support"])
+        assert t["final"]["metrics"]["val"]["acc"] == pytest.approx(max(r["val/acc"] for r in epochs))
+    # the plan, a line per trial and epoch, the summary and the report path
+    assert "plan: grid ablation" in out and "estimated time" in out
+    assert out.count(" epoch ") >= 12 and "report: " in out
+    report = exp / "report.md"
+    assert report.exists() and "no_batchnorm" in report.read_text()
+    meta = json.loads((exp / "sweep_meta.json").read_text())
+    assert meta["data_audit"]["leaky-oversample-before-split"]["test_exact_copies_in_train_fraction"] > 0
+
+
+def test_tensorboard_files_hold_scalars_hparams_and_confusion_images(ablation):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    exp, _ = ablation
+    t = trials(exp)[0]
+    tags = {"scalars": set(), "images": set(), "hparams": False}
+    for f in t["dir"].glob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(f), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
+        acc.Reload()
+        tags["scalars"] |= set(acc.Tags()["scalars"])
+        tags["images"] |= set(acc.Tags()["images"])
+        tags["hparams"] |= "hparams" in acc.PluginTagToContent("hparams") or bool(acc.PluginTagToContent("hparams"))
+    for metric in ("train/loss", "train/acc", "val/loss", "val/acc", "lr"):
+        assert f"ray/tune/{metric}" in tags["scalars"], tags["scalars"]
+    assert {"confusion/val", "confusion/test"} <= tags["images"]
+    assert tags["hparams"]
+
+
+def test_search_grid_runs_optuna_trials_and_asha_stops_some_early(tmp_path):
+    proc = run_sweep(tmp_path, "search", "--grid", "search", "--num-samples", "6", "--epochs", "4",
+                     "--set", "data.limit_per_split=128")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ts = trials(tmp_path / "search")
+    assert len(ts) == 6
+    l2s = {t["config"]["model.l2"] for t in ts}
+    assert len(l2s) == 6 and all(1e-6 <= v <= 1e-2 for v in l2s)
+    stopped = [t for t in ts if t["final"] is None]
+    finished = [t for t in ts if t["final"] is not None]
+    assert stopped and finished, "ASHA should stop at least one trial early and let one finish"
+    assert all(max(r.get("epoch", 0) for r in t["rows"]) < 4 for t in stopped)
+
+
+def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path):
+    grid = tmp_path / "three.yaml"
+    grid.write_text("scientific:\n  model.name: [fewer_layers, baseline, no_dropout]\n")
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
+    cmd = sweep_cmd(tmp_path, "res", "--grid", str(grid), "--max-concurrent", "1", "--epochs", "3")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)
+    exp = tmp_path / "res"
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline and not any(t["final"] for t in trials(exp) if exp.exists()):
+            time.sleep(1)
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: Tune saves its state and stops
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+    done_before = {t["dir"].name: (t["dir"] / "final.json").stat().st_mtime for t in trials(exp) if t["final"]}
+    assert done_before, "no trial finished before the interruption"
+    assert len(done_before) < 3, "every trial finished before the interruption: nothing left to resume"
+    proc2 = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=420, env=env)
+    assert proc2.returncode == 0, proc2.stdout[-3000:] + proc2.stderr[-3000:]
+    after = trials(exp)
+    assert len(after) == 3 and all(t["final"] for t in after)
+    for name, mtime in done_before.items():  # finished trials were not rerun
+        assert (exp / name / "final.json").stat().st_mtime == mtime
+        assert sum("train/loss" in r for r in next(t for t in after if t["dir"].name == name)["rows"]) == 3
+
+
+def test_killed_worker_is_retried_from_its_checkpoint(tmp_path):
+    grid = tmp_path / "one.yaml"
+    grid.write_text("scientific:\n  model.name: [optimized]\n")
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
+    cmd = sweep_cmd(tmp_path, "kill", "--grid", str(grid), "--epochs", "5", "--set", "data.limit_per_split=1024")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)
+    exp = tmp_path / "kill"
+    killed = None
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and killed is None:
+            ts = trials(exp) if exp.exists() else []
+            if ts and any(r.get("epoch", 0) >= 2 for r in ts[0]["rows"]):
+                ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+                pids = [int(l.split()[0]) for l in ps.splitlines() if "RayTrainWorker" in l]
+                if pids:
+                    os.kill(pids[0], signal.SIGKILL)
+                    killed = pids[0]
+            time.sleep(0.5)
+        out, _ = proc.communicate(timeout=420)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert killed, "never found the Train worker to kill"
+    assert proc.returncode == 0, out[-3000:]
+    (t,) = trials(exp)
+    assert t["final"] is not None
+    epochs = [r["epoch"] for r in t["rows"] if "train/loss" in r]
+    assert epochs[-1] == 5 and min(epochs) == 1
+    # resumed from the last checkpoint, not from scratch: epoch 1 reported once
+    assert epochs.count(1) == 1, epochs
