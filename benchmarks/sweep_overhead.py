@@ -59,13 +59,13 @@ def bare_trials(data: str, models: list[str], epochs: int, threads: int) -> floa
             aug = build_augmenter(cfg.augment, seed=int(rng.integers(2**31)))
             order = rng.permutation(len(ys["train"]))
             train_one_epoch(model, _train_batches(pre["train"], ys["train"], order, cfg.train.batch_size, aug, cfg,
-                                                  norm, "cpu"), opt, scheduler=sched)
-            va = evaluate(model, _eval_batches(pre["val"], ys["val"], cfg, norm, "cpu"))
+                                                  norm), opt, scheduler=sched)
+            va = evaluate(model, _eval_batches(pre["val"], ys["val"], cfg, norm))
             if va["acc"] > best:
                 best, best_state = va["acc"], {k: v.clone() for k, v in model.state_dict().items()}
         model.load_state_dict(best_state)
         for split in ("train", "val", "test"):
-            ev = evaluate(model, _eval_batches(pre[split], ys[split], cfg, norm, "cpu"))
+            ev = evaluate(model, _eval_batches(pre[split], ys[split], cfg, norm))
             classification_metrics(ev["y_true"], ev["y_pred"])
         print(f"bare: {name} {epochs} epochs in {time.perf_counter() - t1:.1f} s (best val {best:.2%})", flush=True)
     return time.perf_counter() - t0

@@ -23,8 +23,8 @@ PROFILES = {
         seeds=1, search_samples=4,
     ),
     "quick": Profile(
-        "quick", "the whole ablation on a 2-core laptop within an hour: 48x48 input, 8 epochs, 1 seed",
-        {"data.input_size": 48, "train.epochs": 8},
+        "quick", "the whole ablation on a 2-core laptop within an hour: 48x48 input, 4 epochs, 1 seed",
+        {"data.input_size": 48, "train.epochs": 4},
         seeds=1, search_samples=8,
     ),
     "paper": Profile(

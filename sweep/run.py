@@ -200,11 +200,11 @@ def _run(args) -> int:
             t0 = time.perf_counter()
             pd_ = prepare(data_spec, _data_config(cfg))
             prepared[key] = {"datasets": pd_.datasets, "norm": pd_.norm, "class_weights": pd_.class_weights,
-                             "counts": pd_.counts}
+                             "counts": {k: int(sum(v)) for k, v in pd_.counts.items()}}
             audits[cfg.data.protocol] = pd_.audit
             sha = pd_.sha256
             print(f"data: {cfg.data.protocol}, {cfg.data.input_size}x{cfg.data.input_size}, balance {cfg.data.balance}: "
-                  f"{_counts_line(pd_.counts)} prepared in {time.perf_counter() - t0:.1f} s")
+                  f"{_counts_line(prepared[key]['counts'])} prepared in {time.perf_counter() - t0:.1f} s")
 
     n_trials = len(configs) if grid.search is None else (args.num_samples or profile.search_samples
                                                          or grid.search.get("num_samples", 8))
@@ -273,10 +273,13 @@ def _fit_concurrency(resources: Resources) -> int:
 
 
 def _data_config(cfg: TrialConfig):
+    from fer_data import BalanceConfig, PreprocessConfig
     from fer_data.pipeline import DataConfig
 
     d = cfg.data
-    return DataConfig.from_section(d)
+    return DataConfig(protocol=d.protocol, seed=d.seed, limit_per_split=d.limit_per_split or None,
+                      preprocess=PreprocessConfig(d.input_size, d.smoothing_sigma, d.standardize),
+                      balance=BalanceConfig(method=d.balance))
 
 
 def _counts_line(counts: dict) -> str:

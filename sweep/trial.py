@@ -26,11 +26,11 @@ import ray.train.torch
 from fer_data import augment_batch, build_augmenter, to_model_input
 from fer_models import build_model
 from fer_models.checkpoint import load_checkpoint, load_train_state, save_checkpoint, save_train_state
-from fer_models.perf import resolve_precision, set_threads
+from fer_models.perf import prepare_model, resolve_precision, set_threads
 from fer_models.training import classification_metrics, evaluate, make_optimizer, make_scheduler, train_one_epoch
 from sweep.config import TrialConfig, flatten_params
 
-FINAL_KEY = "final/json"
+FINAL_FILE = "final.json"
 EVAL_BATCH = 512
 
 
@@ -64,9 +64,9 @@ def train_loop(loop_config: dict) -> None:
 
     torch.manual_seed(cfg.seed)  # identical initialisation on every rank (DDP also broadcasts rank 0's)
     model = build_model(cfg.model.name, input_size=cfg.data.input_size, **cfg.model.overrides)
-    model = model.to(device, memory_format=torch.channels_last)
+    model = prepare_model(model, precision, device)  # device + the memory format this precision wants
     net = ray.train.torch.prepare_model(model, move_to_device=False) if world > 1 else model
-    weights = torch.tensor(class_weights, dtype=torch.float32, device=device) if class_weights else None
+    weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32, device=device)
 
     # Materialised, preprocessed uint8 faces: read this worker's shard once, then shuffle per epoch here.
     train_x, train_y = _read_shard(ray.train.get_dataset_shard("train"))
@@ -79,15 +79,20 @@ def train_loop(loop_config: dict) -> None:
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:  # a retried worker or a resumed sweep: continue after the last finished epoch
         with checkpoint.as_directory() as d:
-            latest, _ = load_checkpoint(Path(d) / "latest", map_location=device)
-            model.load_state_dict(latest.state_dict())
-            best_model, _ = load_checkpoint(Path(d) / "best", map_location=device)
-            start_epoch, extra = load_train_state(Path(d) / "latest", optimizer, scheduler, map_location=device)
-            best = extra["best"]
+            best_model, best_meta = load_checkpoint(Path(d) / "best", map_location=device)
+            best = best_meta["best"]
+            if (Path(d) / "latest").exists():
+                latest, _ = load_checkpoint(Path(d) / "latest", map_location=device)
+                model.load_state_dict(latest.state_dict())
+                start_epoch, _ = load_train_state(Path(d) / "latest", optimizer, scheduler, map_location=device)
+            else:  # restarted after training had finished: only the final evaluation is left
+                start_epoch = cfg.train.epochs
 
     # input_size is an override: the Flatten width depends on it, so the checkpoint rebuilds exactly this net.
     meta = {"model_name": cfg.model.name, "overrides": {**cfg.model.overrides, "input_size": cfg.data.input_size},
-            "input_size": cfg.data.input_size, "preprocess": asdict(cfg.data), "norm": norm,
+            "input_size": cfg.data.input_size, "norm": asdict(norm), "data": asdict(cfg.data),
+            "preprocess": {"input_size": cfg.data.input_size, "smoothing_sigma": cfg.data.smoothing_sigma,
+                           "standardize": cfg.data.standardize},
             "trial": loop_config["trial"]}
     for epoch in range(start_epoch, cfg.train.epochs):
         t0 = time.perf_counter()
@@ -96,12 +101,12 @@ def train_loop(loop_config: dict) -> None:
         torch.manual_seed(cfg.seed * 100_003 + epoch * 101 + rank)
         augmenter = build_augmenter(cfg.augment, seed=int(rng.integers(2**31)))
         order = rng.permutation(len(train_x))
-        batches = _train_batches(train_x, train_y, order, cfg.train.batch_size, augmenter, cfg, norm, device)
+        batches = _train_batches(train_x, train_y, order, cfg.train.batch_size, augmenter, cfg, norm)
         lr = optimizer.param_groups[0]["lr"]
         tr = train_one_epoch(net, batches, optimizer, class_weights=weights, scheduler=scheduler,
                              label_smoothing=cfg.train.label_smoothing, grad_clip=cfg.train.grad_clip,
                              precision=precision, device=device)
-        va = evaluate(net, _eval_batches(val_x, val_y, cfg, norm, device), precision=precision,
+        va = evaluate(net, _eval_batches(val_x, val_y, cfg, norm), precision=precision,
                       device=device, class_weights=weights)
         if va["acc"] > best["val_acc"]:
             best = {"val_acc": float(va["acc"]), "epoch": epoch + 1}
@@ -123,22 +128,27 @@ def train_loop(loop_config: dict) -> None:
                 ckpt = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(metrics, checkpoint=ckpt)
 
-    # Test is touched once, here, with the weights chosen on validation.
+    # Test is touched once, here, with the weights chosen on validation. The result travels as the
+    # run's last checkpoint (Train V2 keeps the metrics of checkpointed reports): best/ + final.json.
     final_metrics = {"epoch": cfg.train.epochs, "best_val_acc": best["val_acc"], "best_epoch": best["epoch"]}
-    if rank == 0:
-        final = {"best_epoch": best["epoch"], "epochs_run": cfg.train.epochs,
-                 "params": sum(p.numel() for p in model.parameters()), "metrics": {}}
-        splits = {"train": _read_shard(ray.train.get_dataset_shard("train_eval")),
-                  "val": (val_x, val_y), "test": _read_shard(ray.train.get_dataset_shard("test"))}
-        for split, (x, y) in splits.items():
-            ev = evaluate(best_model, _eval_batches(x, y, cfg, norm, device), precision=precision,
-                          device=device, class_weights=weights)
-            final["metrics"][split] = {"loss": ev["loss"], **classification_metrics(ev["y_true"], ev["y_pred"])}
-        for split in ("train", "val", "test"):
-            final_metrics[f"final/{split}/acc"] = final["metrics"][split]["acc"]
-            final_metrics[f"final/{split}/macro_f1"] = final["metrics"][split]["macro_f1"]
-        final_metrics[FINAL_KEY] = json.dumps(final)
-    ray.train.report(final_metrics)
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = None
+        if rank == 0:
+            final = {"best_epoch": best["epoch"], "epochs_run": cfg.train.epochs,
+                     "params": sum(p.numel() for p in model.parameters()), "metrics": {}}
+            splits = {"train": _read_shard(ray.train.get_dataset_shard("train_eval")),
+                      "val": (val_x, val_y), "test": _read_shard(ray.train.get_dataset_shard("test"))}
+            for split, (x, y) in splits.items():
+                ev = evaluate(best_model, _eval_batches(x, y, cfg, norm), precision=precision,
+                              device=device, class_weights=weights)
+                final["metrics"][split] = {"loss": ev["loss"], **classification_metrics(ev["y_true"], ev["y_pred"])}
+            for split in ("train", "val", "test"):
+                final_metrics[f"final/{split}/acc"] = final["metrics"][split]["acc"]
+                final_metrics[f"final/{split}/macro_f1"] = final["metrics"][split]["macro_f1"]
+            save_checkpoint(Path(tmp) / "best", best_model, {**meta, "best": best})
+            (Path(tmp) / FINAL_FILE).write_text(json.dumps(final))
+            ckpt = ray.train.Checkpoint.from_directory(tmp)
+        ray.train.report(final_metrics, checkpoint=ckpt)
 
 
 def _read_shard(shard) -> tuple[np.ndarray, np.ndarray]:
@@ -149,18 +159,17 @@ def _read_shard(shard) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(xs), np.concatenate(ys).astype(np.int64)
 
 
-def _train_batches(x, y, order, batch_size, augmenter, cfg, norm, device):
+def _train_batches(x, y, order, batch_size, augmenter, cfg, norm):
     for i in range(0, len(order), batch_size):
         idx = order[i:i + batch_size]
         images = augment_batch(x[idx], augmenter) if augmenter is not None else x[idx]
-        yield (to_model_input(torch.from_numpy(images), cfg.data, norm).to(device, memory_format=torch.channels_last),
-               torch.from_numpy(y[idx]).to(device))
+        yield (to_model_input(torch.from_numpy(images), cfg.data, norm),
+               torch.from_numpy(y[idx]))
 
 
-def _eval_batches(x, y, cfg, norm, device):
+def _eval_batches(x, y, cfg, norm):
     for i in range(0, len(x), EVAL_BATCH):
-        yield (to_model_input(torch.from_numpy(x[i:i + EVAL_BATCH]), cfg.data, norm).to(device, memory_format=torch.channels_last),
-               torch.from_numpy(y[i:i + EVAL_BATCH]).to(device))
+        yield to_model_input(torch.from_numpy(x[i:i + EVAL_BATCH]), cfg.data, norm), torch.from_numpy(y[i:i + EVAL_BATCH])
 
 
 # ---------------------------------------------------------------- the Tune driver
@@ -194,7 +203,8 @@ def run_trial(config: dict, *, prepared: dict, resources: Resources, storage_pat
         ),
     )
     result = trainer.fit()
-    final = json.loads(result.metrics[FINAL_KEY])
+    with result.checkpoint.as_directory() as d:
+        final = json.loads((Path(d) / FINAL_FILE).read_text())
     final["wall_s"] = time.time() - started
     trial_dir = Path(ctx.get_trial_dir())
     (trial_dir / "final.json").write_text(json.dumps(final, indent=1))

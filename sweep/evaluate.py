@@ -1,0 +1,296 @@
+"""Evaluate a trained checkpoint on any labelled face dataset and write a small markdown report.
+
+Run::
+
+    python -m sweep.evaluate --checkpoint CKPT --data DATASET [--split test] [--out report.md]
+        [--crop-faces] [--margin 0.1] [--skip-unknown]
+
+``DATASET`` is one of
+
+* a FER-2013 file in either Kaggle layout (``icml_face_data.csv[.gz]``, ``fer2013.csv``) or the
+  image-folder release (``train/`` + ``test/`` with one lower-case folder per class), read by
+  ``fer_data.load_fer2013``; ``--split`` picks ``test`` (PrivateTest, default), ``val``
+  (PublicTest), ``train`` or ``all``;
+* any folder of face images with one sub-folder per class (images found recursively inside each).
+  Class names are mapped with ``fer_data.aliases`` (``anger`` -> Angry, ``happiness`` -> Happy, ...);
+  a class with no FER-2013 counterpart (``contempt``, ``calm``, ...) is reported with its image count
+  and skipped, never merged; an unrecognised name is an error listing the accepted names unless
+  ``--skip-unknown``.
+
+Every image, whatever its size or colour, becomes a 48x48 grayscale face exactly like FER-2013's
+(the centre square, or with ``--crop-faces`` the largest face the Haar cascade finds plus a margin;
+images with no face found are reported and left out) and then goes through the preprocessing saved
+in the checkpoint (``fer_models.predict.preprocess_faces``). Metrics are the sweep's (scikit-learn:
+accuracy, macro and per-class precision/recall/F1, confusion matrix), printed as markdown and, with
+``--out``, written to ``report.md`` plus the same numbers as ``report.json``.
+
+Exit codes: 0 ok; 1 bad data or checkpoint (one-line message); 2 bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fer_data.aliases import accepted_names, map_class_names
+from fer_data.classes import CLASS_NAMES, IMAGE_SIZE, USAGE_TO_SPLIT
+from fer_data.errors import DataError
+from fer_models import faces as facelib
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm", ".pnm"})
+SPLIT_CHOICES = ("train", "val", "test", "all")
+
+
+@dataclass
+class EvalData:
+    """Faces ready for the model plus what the report must say about how they were obtained."""
+
+    faces48: np.ndarray  # uint8 [N, 48, 48]
+    labels: np.ndarray  # int64 [N], FER-2013 labels
+    source: str
+    layout: str  # "fer2013" or "image-folder"
+    split: str | None = None
+    class_rows: list[tuple[str, int, str]] = field(default_factory=list)  # (folder, images, mapped to / why skipped)
+    skipped_images: int = 0  # images of skipped classes
+    no_face: list[str] = field(default_factory=list)  # images left out because no face was found
+
+
+def _is_fer_image_release(root: Path) -> bool:
+    """True for FER-2013's image-folder release: train/ and test/ whose sub-folders are our class names."""
+    from fer_data.classes import FOLDER_TO_LABEL
+
+    if not ((root / "train").is_dir() and (root / "test").is_dir()):
+        return False
+    subs = {d.name.lower() for s in ("train", "test") for d in (root / s).iterdir() if d.is_dir()}
+    return bool(subs) and subs <= set(FOLDER_TO_LABEL)
+
+
+def _faces_from_gray(gray: np.ndarray, *, crop_faces: bool, margin: float) -> np.ndarray | None:
+    """One 48x48 face from a grayscale image: largest detected face (or None), or the centre square."""
+    if not crop_faces:
+        return facelib.center_square(gray)
+    boxes = facelib.detect_faces(gray)
+    return facelib.crop_face(gray, boxes[0], margin=margin) if boxes else None
+
+
+def load_image_folder(root: str | Path, *, crop_faces: bool = False, margin: float = 0.1, skip_unknown: bool = False) -> EvalData:
+    """Read a folder with one sub-folder per class (names mapped by ``fer_data.aliases``)."""
+    root = Path(root)
+    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not class_dirs:
+        raise DataError(f"{root}: no class sub-folders (expected one folder of images per class)")
+    mapping = map_class_names([d.name for d in class_dirs])
+    if mapping.unknown and not skip_unknown:
+        raise DataError(
+            f"{root}: unknown class folder(s) {mapping.unknown}; accepted names: {accepted_names()}; "
+            "pass --skip-unknown to leave them out"
+        )
+    faces, labels, rows, no_face, skipped_images = [], [], [], [], 0
+    for d in class_dirs:
+        files = sorted(p for p in d.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if d.name not in mapping.mapped:
+            why = "no FER-2013 counterpart" if mapping.skipped[d.name] == "no-counterpart" else "unknown class name"
+            rows.append((d.name, len(files), f"skipped ({why})"))
+            skipped_images += len(files)
+            continue
+        label = mapping.mapped[d.name]
+        rows.append((d.name, len(files), CLASS_NAMES[label]))
+        for p in files:
+            face = _faces_from_gray(facelib.to_gray(facelib.read_image(p)), crop_faces=crop_faces, margin=margin)
+            if face is None:
+                no_face.append(str(p))
+                continue
+            faces.append(face)
+            labels.append(label)
+    return EvalData(
+        faces48=np.stack(faces) if faces else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8),
+        labels=np.asarray(labels, dtype=np.int64),
+        source=str(root),
+        layout="image-folder",
+        class_rows=rows,
+        skipped_images=skipped_images,
+        no_face=no_face,
+    )
+
+
+def load_fer_layout(path: str | Path, *, split: str, crop_faces: bool = False, margin: float = 0.1) -> EvalData:
+    """A FER-2013 csv / csv.gz / image-folder release via ``fer_data.load_fer2013``, one split of it."""
+    from fer_data.sources import load_fer2013
+
+    arrays = load_fer2013(path)
+    if split == "all":
+        keep = np.ones(len(arrays.labels), bool)
+    else:
+        keep = np.array([USAGE_TO_SPLIT.get(str(u)) == split for u in arrays.usage])
+    images, labels = arrays.images[keep], arrays.labels[keep]
+    faces, kept_labels, no_face = [], [], []
+    for i, (img, lab) in enumerate(zip(images, labels)):
+        face = _faces_from_gray(img, crop_faces=crop_faces, margin=margin) if crop_faces else img
+        if face is None:
+            no_face.append(f"{path}: {split} image {i}")
+            continue
+        faces.append(face)
+        kept_labels.append(lab)
+    counts = np.bincount(np.asarray(kept_labels, dtype=np.int64), minlength=len(CLASS_NAMES))
+    return EvalData(
+        faces48=np.stack(faces) if faces else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8),
+        labels=np.asarray(kept_labels, dtype=np.int64),
+        source=str(path),
+        layout="fer2013",
+        split=split,
+        class_rows=[(n, int(c), n) for n, c in zip(CLASS_NAMES, counts)],
+        no_face=no_face,
+    )
+
+
+def load_eval_data(spec: str | Path, *, split: str | None = None, crop_faces: bool = False, margin: float = 0.1, skip_unknown: bool = False) -> EvalData:
+    """Dispatch on the dataset's layout (see module doc)."""
+    p = Path(spec)
+    if not p.exists():
+        raise DataError(f"{p}: no such file or folder")
+    if p.is_file() or _is_fer_image_release(p):
+        return load_fer_layout(p, split=split or "test", crop_faces=crop_faces, margin=margin)
+    if split is not None:
+        raise DataError(f"{p}: --split applies to FER-2013 layouts only; a class-folder dataset is evaluated whole")
+    return load_image_folder(p, crop_faces=crop_faces, margin=margin, skip_unknown=skip_unknown)
+
+
+def evaluate_checkpoint(model: torch.nn.Module, meta: dict, data: EvalData, batch_size: int = 256) -> dict:
+    """The sweep's metrics dict for ``model`` on ``data`` (acc, loss, macro_*, per_class, confusion).
+
+    Goes through the sweep's own ``fer_models.training.evaluate`` and ``classification_metrics``.
+    """
+    from fer_models.predict import preprocess_faces
+    from fer_models.training import classification_metrics, evaluate
+
+    if len(data.labels) == 0:
+        raise DataError(f"{data.source}: no images left to evaluate (all classes skipped or no faces found)")
+    batches = (
+        (preprocess_faces(data.faces48[i : i + batch_size], meta), torch.as_tensor(data.labels[i : i + batch_size]))
+        for i in range(0, len(data.labels), batch_size)
+    )
+    out = evaluate(model, batches, precision="fp32")
+    metrics = classification_metrics(out["y_true"], out["y_pred"])
+    metrics["loss"] = float(out["loss"])
+    # The sweep's macro averages count all 7 classes; a dataset lacking some classes gets 0 for those,
+    # so the report also gives macro F1 over the classes that are present.
+    present = np.asarray(metrics["per_class"]["support"]) > 0
+    metrics["macro_f1_present"] = float(np.mean(np.asarray(metrics["per_class"]["f1"])[present]))
+    metrics["y_pred"] = out["y_pred"]
+    return metrics
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.4f}"
+
+
+def render_report(metrics: dict, data: EvalData, meta: dict, checkpoint: str, command: str, crop_faces: bool) -> str:
+    """Markdown report: provenance, class mapping, skipped data, metrics, per-class table, confusion."""
+    lines = [f"# Evaluation of `{meta.get('model_name', '?')}` on `{data.source}`", ""]
+    lines += [
+        f"- command: `{command}`",
+        f"- checkpoint: `{checkpoint}`",
+        f"- model: `{meta.get('model_name', '?')}` overrides `{json.dumps(meta.get('overrides', {}))}`",
+        f"- preprocessing (from the checkpoint): `{json.dumps(meta.get('preprocess', {}))}`",
+        f"- data: {data.layout}" + (f", split `{data.split}`" if data.split else "") + f"; {len(data.labels)} images evaluated",
+        "- faces: "
+        + ("largest Haar-cascade face + margin -> 48x48 grayscale" if crop_faces
+           else "FER-2013's own 48x48 faces" if data.layout == "fer2013" else "whole image (centre square) -> 48x48 grayscale"),
+    ]
+    if data.no_face:
+        shown = ", ".join(f"`{p}`" for p in data.no_face[:5])
+        lines.append(f"- no face found in {len(data.no_face)} images, left out: {shown}{' ...' if len(data.no_face) > 5 else ''}")
+    lines += ["", "## Classes", "", "| dataset class | images | FER-2013 class |", "| --- | ---: | --- |"]
+    lines += [f"| {name} | {n} | {to} |" for name, n, to in data.class_rows]
+    skipped = [(n, c) for n, c, to in data.class_rows if to.startswith("skipped")]
+    if skipped:
+        lines += ["", "Skipped (not merged into any class): " + ", ".join(f"{n} ({c} images)" for n, c in skipped)]
+    lines += [
+        "",
+        "## Metrics",
+        "",
+        "| accuracy | loss | macro precision | macro recall | macro F1 | macro F1 (classes present) |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| {_fmt(metrics['acc'])} | {_fmt(metrics['loss'])} | {_fmt(metrics['macro_precision'])} | "
+        f"{_fmt(metrics['macro_recall'])} | {_fmt(metrics['macro_f1'])} | {_fmt(metrics['macro_f1_present'])} |",
+        "",
+        "Macro averages are the sweep's, over all 7 classes (a class with no images scores 0 there).",
+        "",
+        "| class | precision | recall | F1 | support |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    pc = metrics["per_class"]
+    for i, name in enumerate(CLASS_NAMES):
+        lines.append(f"| {name} | {_fmt(pc['precision'][i])} | {_fmt(pc['recall'][i])} | {_fmt(pc['f1'][i])} | {int(pc['support'][i])} |")
+    lines += ["", "## Confusion matrix (rows: true class, columns: predicted)", ""]
+    lines.append("| true \\ pred | " + " | ".join(CLASS_NAMES) + " |")
+    lines.append("| --- |" + " ---: |" * len(CLASS_NAMES))
+    for name, row in zip(CLASS_NAMES, metrics["confusion"]):
+        lines.append(f"| {name} | " + " | ".join(str(int(v)) for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m sweep.evaluate", description="Evaluate a checkpoint on a labelled face dataset.")
+    p.add_argument("--checkpoint", required=True, metavar="CKPT", help="checkpoint directory (model.safetensors + meta.json) or a trial folder holding one")
+    p.add_argument("--data", required=True, metavar="DATASET", help="FER-2013 csv/csv.gz/image-folder release, or a folder with one sub-folder per class")
+    p.add_argument("--split", choices=SPLIT_CHOICES, default=None, help="FER-2013 layouts only: which split (default test = PrivateTest)")
+    p.add_argument("--out", metavar="report.md", help="write the markdown report here (and the metrics as .json beside it)")
+    p.add_argument("--crop-faces", action="store_true", help="crop the largest Haar-cascade face of each image (default: whole image)")
+    p.add_argument("--margin", type=float, default=0.1, help="face crop margin, fraction of the box side (default 0.1)")
+    p.add_argument("--skip-unknown", action="store_true", help="skip (and report) class folders whose name is not recognised")
+    p.add_argument("--batch-size", type=int, default=256)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    from fer_models.checkpoint import CheckpointError
+    from fer_models.predict import find_checkpoint_dir, load_model
+
+    try:
+        ckpt = find_checkpoint_dir(args.checkpoint)
+        model, meta = load_model(ckpt)
+        data = load_eval_data(args.data, split=args.split, crop_faces=args.crop_faces, margin=args.margin, skip_unknown=args.skip_unknown)
+        metrics = evaluate_checkpoint(model, meta, data, batch_size=args.batch_size)
+    except (CheckpointError, DataError, facelib.FaceDetectorUnavailable) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    command = "python -m sweep.evaluate " + shlex.join(argv)
+    report = render_report(metrics, data, meta, str(ckpt), command, args.crop_faces)
+    print(report)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(report)
+        doc = {
+            "checkpoint": str(ckpt),
+            "data": data.source,
+            "split": data.split,
+            "classes": [{"name": n, "images": c, "mapped_to": to} for n, c, to in data.class_rows],
+            "no_face": len(data.no_face),
+            "metrics": {k: v for k, v in metrics.items() if k != "y_pred"},
+        }
+        out.with_suffix(".json").write_text(json.dumps(doc, indent=2, default=_jsonable))
+    return 0
+
+
+def _jsonable(v):
+    """numpy scalars/arrays -> plain JSON values."""
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, np.generic):
+        return v.item()
+    raise TypeError(f"not JSON serialisable: {type(v)}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

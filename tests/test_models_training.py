@@ -1,0 +1,140 @@
+"""L2 penalty, train/evaluate step, metrics, TrainConfig and precision selection of fer_models."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from fer_models import (
+    TrainConfig, build_model, classification_metrics, evaluate, l2_penalty, make_optimizer, make_scheduler,
+    train_one_epoch,
+)
+from fer_models import perf
+
+
+def test_l2_penalty_on_known_weights():
+    model = build_model("optimized", input_size=48)  # l2 = 1e-4 on each of the 3 conv kernels
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(1.0)
+        for i, block in enumerate(model.features):
+            block[0].weight.fill_(float(i + 1))  # kernels: 64*1*9 ones, 128*64*9 twos, 256*128*9 threes
+    expected = 1e-4 * (64 * 9 * 1 + 128 * 64 * 9 * 4 + 256 * 128 * 9 * 9)  # biases, BN and Linear excluded
+    assert l2_penalty(model).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_l2_penalty_zero_when_off_and_scales_with_lambda():
+    assert l2_penalty(build_model("baseline")).item() == 0.0
+    torch.manual_seed(0)
+    a = build_model("optimized", input_size=48, l2=1e-3)
+    torch.manual_seed(0)
+    b = build_model("optimized", input_size=48, l2=2e-3)
+    assert l2_penalty(b).item() == pytest.approx(2 * l2_penalty(a).item(), rel=1e-6)
+
+
+def test_l2_gradient_is_2_lambda_w():
+    model = build_model("optimized", input_size=48, l2=0.5)
+    l2_penalty(model).backward()
+    conv = model.features[0][0]
+    assert torch.allclose(conv.weight.grad, 2 * 0.5 * conv.weight.detach())
+    assert conv.bias.grad is None  # bias not penalised
+
+
+def _batches(n=64, size=48, bs=16, seed=0):
+    # A learnable toy problem: class = which of 7 horizontal bands is bright.
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 7, (n,), generator=g)
+    x = torch.rand(n, 1, size, size, generator=g) * 0.1
+    band = size // 7
+    for i, c in enumerate(y.tolist()):
+        x[i, 0, c * band:(c + 1) * band] += 1.0
+    return [(x[i:i + bs], y[i:i + bs]) for i in range(0, n, bs)]
+
+
+def test_train_one_epoch_learns_and_reports():
+    torch.manual_seed(0)
+    # Narrow baseline (same builder, same layer order) to keep the test fast on 2 shared cores.
+    model = build_model("baseline", input_size=48, conv_widths=(8, 16, 32), dense_widths=(32,))
+    cfg = TrainConfig(lr=3e-3, epochs=6, lr_schedule="none")
+    opt = make_optimizer(model, cfg)
+    data = _batches()
+    first = train_one_epoch(model, data, opt, precision="fp32", device="cpu")
+    assert set(first) >= {"loss", "acc", "images", "seconds"} and first["images"] == 64
+    for _ in range(5):
+        last = train_one_epoch(model, data, opt, precision="fp32", device="cpu")
+    assert last["loss"] < first["loss"]
+    ev = evaluate(model, data, device="cpu", precision="fp32")
+    assert ev["y_true"].dtype == np.int64 and ev["y_pred"].shape == (64,)
+    assert ev["acc"] > 0.5 and np.isfinite(ev["loss"])
+
+
+def test_train_with_l2_class_weights_scheduler_clip():
+    torch.manual_seed(0)
+    model = build_model("optimized", input_size=48, dense_widths=(16,))
+    cfg = TrainConfig(lr=1e-3, epochs=2, warmup_epochs=0.5, grad_clip=1.0)
+    opt = make_optimizer(model, cfg)
+    data = _batches(n=32)
+    sched = make_scheduler(opt, cfg, steps_per_epoch=len(data))
+    out = train_one_epoch(model, data, opt, class_weights=torch.linspace(0.5, 2, 7), scheduler=sched,
+                          grad_clip=cfg.grad_clip, precision="fp32", device="cpu")
+    assert out["l2"] > 0  # the penalty was added
+    assert 0 < out["lr"] < cfg.lr  # cosine after warmup: half-way through 2 epochs
+
+
+def test_bf16_step_runs_on_cpu():
+    torch.manual_seed(0)
+    model = build_model("baseline", input_size=48)
+    opt = make_optimizer(model, TrainConfig())
+    out = train_one_epoch(model, _batches(n=8, bs=8), opt, precision="bf16", device="cpu")
+    assert np.isfinite(out["loss"])
+    assert model.features[0][0].weight.dtype == torch.float32  # autocast: master weights stay fp32
+
+
+def test_bad_batch_and_precision_rejected():
+    model = build_model("baseline", input_size=48)
+    opt = make_optimizer(model, TrainConfig())
+    with pytest.raises(ValueError, match="batch must be"):
+        train_one_epoch(model, [(torch.zeros(2, 48, 48), torch.zeros(2, dtype=torch.int64))], opt, device="cpu")
+    with pytest.raises(ValueError, match="valid values are auto, fp32, bf16, fp16"):
+        perf.resolve_precision("int8", "cpu")
+    with pytest.raises(ValueError, match="fp16"):
+        perf.resolve_precision("fp16", "cpu")
+
+
+def test_auto_precision_follows_cpu_flags():
+    flags = open("/proc/cpuinfo").read()
+    native = "avx512_bf16" in flags or "amx_bf16" in flags
+    assert perf.resolve_precision("auto", "cpu") == ("bf16" if native else "fp32")
+    assert perf.use_channels_last("auto", "cpu") == native
+
+
+def test_set_threads(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert perf.set_threads() == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_train_config_validation():
+    with pytest.raises(ValueError, match="optimizer"):
+        TrainConfig(optimizer="rmsprop")
+    with pytest.raises(TypeError, match="valid fields"):
+        TrainConfig().replace(learning_rate=1.0)
+    assert isinstance(make_optimizer(nn.Linear(2, 2), TrainConfig(optimizer="sgd")), torch.optim.SGD)
+
+
+def test_classification_metrics_values():
+    y_true = [0, 0, 1, 1, 3, 3, 6]
+    y_pred = [0, 1, 1, 1, 3, 6, 6]
+    m = classification_metrics(y_true, y_pred)
+    assert m["acc"] == pytest.approx(5 / 7)
+    assert m["per_class"]["support"] == [2, 2, 0, 2, 0, 0, 1]
+    assert m["per_class"]["precision"][1] == pytest.approx(2 / 3)
+    assert m["per_class"]["recall"][0] == pytest.approx(0.5)
+    assert len(m["confusion"]) == 7 and m["confusion"][0] == [1, 1, 0, 0, 0, 0, 0]  # row = true Angry
+    assert sum(map(sum, m["confusion"])) == 7
+    assert set(m) == {"acc", "macro_precision", "macro_recall", "macro_f1", "per_class", "confusion"}
+    with pytest.raises(ValueError, match="equal-length"):
+        classification_metrics([0, 1], [0])
