@@ -31,7 +31,11 @@ pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_YAML = ROOT / "cluster" / "fake_multinode.yaml"
-SMOKE_SWEEP = [sys.executable, "-m", "sweep.run", "--grid", "ablation", "--profile", "smoke", "--data", "synthetic"]
+
+
+def smoke_sweep(grid: str = "ablation") -> list[str]:
+    return [sys.executable, "-m", "sweep.run", "--grid", grid, "--profile", "smoke", "--data", "synthetic"]
+
 # Generous: a 6-trial smoke sweep took ~4.5 min on 2 cores shared with other jobs (load ~16), ~1.5 min idle.
 SWEEP_TIMEOUT_S = 420
 EPOCHS_LOSS = 4
@@ -154,7 +158,7 @@ def two_nodes():
 def test_smoke_sweep_uses_both_nodes(two_nodes, tmp_path):
     cluster, head, worker = two_nodes
     head_id, worker_id = cluster.node_id(head), cluster.node_id(worker)
-    res = run_cli(SMOKE_SWEEP + ["--address", cluster.address, "--storage-path", str(tmp_path), "--name", "two"],
+    res = run_cli(smoke_sweep() + ["--address", cluster.address, "--storage-path", str(tmp_path), "--name", "two"],
                   sweep_env(cluster), timeout_s=SWEEP_TIMEOUT_S, cwd=ROOT, log=tmp_path / "sweep.log")
     assert res.returncode == 0, res.stdout[-5000:] + cluster.logs_tail()
     trials = assert_sweep_complete(tmp_path / "two", res.stdout)
@@ -168,7 +172,7 @@ def test_worker_node_loss_mid_sweep_loses_no_trial(two_nodes, tmp_path):
     log = tmp_path / "sweep.log"
     # 4 epochs instead of the smoke profile's 2: a wider window to catch a trial mid-training.
     grid = mini_ablation(tmp_path)
-    args = SMOKE_SWEEP + ["--grid", grid, "--epochs", str(EPOCHS_LOSS), "--address", cluster.address,
+    args = smoke_sweep(grid) + ["--epochs", str(EPOCHS_LOSS), "--address", cluster.address,
                           "--storage-path", str(tmp_path), "--name", "loss"]
     with open(log, "w") as fh:
         sweep = subprocess.Popen(args, env=sweep_env(cluster), cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
@@ -219,7 +223,7 @@ def test_fake_autoscaler_cluster_runs_a_sweep(tmp_path):
         assert len(fake_workers) == 1, nodes
         # Two trials at once need two 1-CPU nodes: the autoscaler must launch the second on demand.
         grid = mini_ablation(tmp_path)
-        res = run_cli(SMOKE_SWEEP + ["--grid", grid, "--address", cluster.address, "--storage-path", str(tmp_path),
+        res = run_cli(smoke_sweep(grid) + ["--address", cluster.address, "--storage-path", str(tmp_path),
                                      "--name", "fake", "--max-concurrent", "2"],
                       sweep_env(cluster), timeout_s=SWEEP_TIMEOUT_S, cwd=ROOT, log=tmp_path / "sweep.log")
         assert res.returncode == 0, res.stdout[-5000:] + cluster.logs_tail()
