@@ -13,6 +13,7 @@ from typing import Any, Mapping
 from fer_data import AugmentConfig
 from fer_models import get_config as get_model_config
 from fer_models.training import TrainConfig
+from sweep.params import flatten_params  # noqa: F401  (re-exported: the trial's first step)
 
 PROTOCOLS = ("official", "leaky-oversample-before-split")
 BALANCE_METHODS = ("none", "oversample", "smote", "class_weight")
@@ -80,6 +81,10 @@ class TrialConfig:
             if name not in model_fields:
                 raise ConfigError(f"unknown key 'model.{name}'; valid: model.name, "
                                   + ", ".join(f"model.{f}" for f in sorted(model_fields)))
+        try:  # values too (a dropout of 2 fails here, not in a worker an hour later)
+            get_model_config(model_name, **groups["model"])
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"model: {err}") from None
         return cls(
             seed=seed,
             data=_build(DataSection, "data", groups["data"]),
@@ -94,13 +99,6 @@ class TrialConfig:
         for section in ("data", "augment", "train"):
             out.update({f"{section}.{k}": v for k, v in dataclasses.asdict(getattr(self, section)).items()})
         return out
-
-
-def flatten_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Merge the nested grid point (`"variant": {...}`) of a Tune config into its flat dotted keys."""
-    flat = {k: v for k, v in params.items() if k != "variant"}
-    flat.update(params.get("variant") or {})
-    return flat
 
 
 def valid_keys() -> list[str]:
@@ -124,7 +122,12 @@ def _build(klass, section: str, values: dict[str, Any]):
     for f in fields(klass):
         if f.name in values:
             typed[f.name] = _coerce(values[f.name], f.default, f"{section}.{f.name}")
-    return klass(**typed)
+    try:
+        return klass(**typed)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as err:  # the dataclass's own range checks
+        raise ConfigError(f"{section}: {err}") from None
 
 
 def _coerce(value, default, key):

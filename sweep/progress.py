@@ -5,7 +5,7 @@ import sys
 
 from ray.tune import Callback
 
-from sweep.config import flatten_params
+from sweep.params import flatten_params
 
 
 def trial_label(config: dict) -> str:

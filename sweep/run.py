@@ -143,6 +143,14 @@ def trial_configs(grid: Grid, constants: dict, seeds: list[int]) -> list[TrialCo
         raise UsageError(str(err)) from None
 
 
+def with_extra_models(grid: Grid, models: tuple) -> Grid:
+    """The grid with the profile's extra models appended to its `model.name` axis (if it has one)."""
+    axis = grid.scientific.get("model.name")
+    if not models or axis is None:
+        return grid
+    return replace(grid, scientific={**grid.scientific, "model.name": axis + [m for m in models if m not in axis]})
+
+
 def gpu_visible(address: str | None) -> bool:
     if address:
         import ray
@@ -171,6 +179,7 @@ def _run(args) -> int:
         profile_name = "paper" if gpu_visible(args.address) else "quick"
         print(f"profile: {profile_name} (no --profile given; {'a GPU is' if profile_name == 'paper' else 'no GPU'} visible)")
     profile = PROFILES[profile_name]
+    grid = with_extra_models(grid, profile.extra_models)
     seeds = resolve_seeds(args.seeds, profile.seeds)
     constants = {**profile.settings, **grid.constants, **parse_sets(args.set)}
     if args.epochs is not None:

@@ -169,7 +169,7 @@ class LoopbackCluster:
         env: dict[str, str] | None = None,
         port: int | None = None,
         system_config: dict | None = None,
-        timeout_s: float = 90,
+        timeout_s: float = 180,
     ) -> Node:
         """`ray start --head` on a free port; dashboard and agent ports free too (others run Ray here).
 
@@ -199,7 +199,7 @@ class LoopbackCluster:
         config: str | Path,
         num_cpus: int = 0,
         resources: dict[str, float] | None = None,
-        timeout_s: float = 90,
+        timeout_s: float = 180,
     ) -> Node:
         """Head whose autoscaler runs Ray's fake multi-node provider (worker nodes = local raylets).
 
@@ -218,7 +218,7 @@ class LoopbackCluster:
         return self.start_head(num_cpus, resources, autoscaling_config=copy, env=env, port=self.port,
                                timeout_s=timeout_s)
 
-    def add_worker(self, num_cpus: int = 1, resources: dict[str, float] | None = None, timeout_s: float = 90) -> Node:
+    def add_worker(self, num_cpus: int = 1, resources: dict[str, float] | None = None, timeout_s: float = 180) -> Node:
         """`ray start --address=<head>` as a second node with its own temp dir."""
         name = f"worker{sum(not n.head for n in self.nodes) + 1}"
         args = [

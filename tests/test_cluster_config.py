@@ -157,7 +157,7 @@ def test_project_and_dataset_reach_every_node(cluster_cfg):
     data_remote, data_local = next((r, l) for r, l in mounts.items() if "fer2013" in l)
     # The local side is relative to the repo root, where `ray up` runs.
     assert (ROOT / data_local).resolve().name == "fer2013"
-    assert _docker_env(cluster_cfg)["FER_DATA"].startswith(data_remote + "/")
+    assert _docker_env(cluster_cfg)["FER2013_PATH"].startswith(data_remote + "/")
     assert ".gitignore" in cluster_cfg["rsync_filter"] and ".venv" in cluster_cfg["rsync_exclude"]
 
 

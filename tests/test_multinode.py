@@ -125,7 +125,7 @@ def test_cluster_helper_runs_tasks_on_both_nodes_and_cleans_up_after_failure():
         with cluster:
             head = cluster.start_head(num_cpus=1, resources={"driver_slot": 2})
             worker = cluster.add_worker(num_cpus=1)
-            cluster.wait_for_nodes(2, timeout_s=60)
+            cluster.wait_for_nodes(2, timeout_s=120)
             ids = {cluster.node_id(head), cluster.node_id(worker)}
             # A 1-CPU task pinned to each node, from a separate driver process (keeps this one Ray-free).
             code = (
@@ -150,7 +150,7 @@ def two_nodes():
     with LoopbackCluster() as cluster:
         head = cluster.start_head(num_cpus=1, resources={"driver_slot": 2}, system_config=FAST_HEALTH_CHECK)
         worker = cluster.add_worker(num_cpus=1)
-        cluster.wait_for_nodes(2, timeout_s=60)
+        cluster.wait_for_nodes(2, timeout_s=120)
         yield cluster, head, worker
     assert cluster.leftover_pids() == [], "Ray processes survived the teardown"
 
@@ -218,7 +218,7 @@ def test_fake_autoscaler_cluster_runs_a_sweep(tmp_path):
     with LoopbackCluster() as cluster:
         # No CPU on the head (like cluster.yaml's GPU work): every Train worker needs an autoscaled node.
         cluster.start_fake_autoscaling_head(FAKE_YAML, num_cpus=0, resources={"driver_slot": 2})
-        nodes = cluster.wait_for_nodes(2, timeout_s=60)  # head + min_workers: 1
+        nodes = cluster.wait_for_nodes(2, timeout_s=120)  # head + min_workers: 1
         fake_workers = {n["node_id"] for n in nodes if n["resources"].get("CPU", 0) == 1}
         assert len(fake_workers) == 1, nodes
         # Two trials at once need two 1-CPU nodes: the autoscaler must launch the second on demand.

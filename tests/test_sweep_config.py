@@ -11,8 +11,8 @@ def test_builtin_grids_load_and_name_the_study_variants():
     ablation = load_grid("ablation")
     assert ablation.scientific["model.name"] == ["baseline", "no_batchnorm", "no_dropout", "fewer_layers", "optimized"]
     points = ablation.points([0, 1, 2])
-    assert len(points) == 5 * 3 + 1  # variants x seeds + the leaky audit trial (first seed only)
-    assert points[-1] == {"model.name": "optimized", "data.protocol": "leaky-oversample-before-split", "seed": 0}
+    assert len(points) == 5 * 3 + 1  # the leaky audit trial (first seed only) + variants x seeds
+    assert points[0] == {"model.name": "optimized", "data.protocol": "leaky-oversample-before-split", "seed": 0}
     search = load_grid("search")
     assert set(search.search["space"]) == {"model.l2", "model.dropout"}
 
