@@ -176,6 +176,10 @@ class LoopbackCluster:
         `system_config`: Ray internal settings for the whole cluster (e.g. faster node-death detection).
         """
         self.port = port or free_port()
+        # RAY_ADDRESS for every process of this cluster (nodes inherit it from `ray start`): Ray
+        # components that look the cluster up themselves (Train V2's PlacementGroupCleaner) otherwise
+        # fail with "Found multiple active Ray instances" when other clusters run on this machine.
+        self.env["RAY_ADDRESS"] = self.address
         self.head_env = self.env | (env or {})
         args = [
             "--head",
