@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
-import os
+import shutil
 import socket
 import tempfile
 import time
@@ -203,10 +203,12 @@ def run_trial(config: dict, *, prepared: dict, resources: Resources, storage_pat
         ),
     )
     result = trainer.fit()
+    trial_dir = Path(ctx.get_trial_dir())
     with result.checkpoint.as_directory() as d:
         final = json.loads((Path(d) / FINAL_FILE).read_text())
+        # The selected weights beside the trial's results: `--checkpoint <trial folder>` finds them.
+        shutil.copytree(Path(d) / "best", trial_dir / "best_model", dirs_exist_ok=True)
     final["wall_s"] = time.time() - started
-    trial_dir = Path(ctx.get_trial_dir())
     (trial_dir / "final.json").write_text(json.dumps(final, indent=1))
     _write_confusion_image(trial_dir, final, cfg)
 
