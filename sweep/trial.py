@@ -130,7 +130,9 @@ def train_loop(loop_config: dict) -> None:
 
     # Test is touched once, here, with the weights chosen on validation. The result travels as the
     # run's last checkpoint (Train V2 keeps the metrics of checkpointed reports): best/ + final.json.
-    final_metrics = {"epoch": cfg.train.epochs, "best_val_acc": best["val_acc"], "best_epoch": best["epoch"]}
+    # val/acc here is the selected weights' (Tune's metric must be in every result, ASHA's too).
+    final_metrics = {"epoch": cfg.train.epochs, "val/acc": best["val_acc"], "best_val_acc": best["val_acc"],
+                     "best_epoch": best["epoch"]}
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = None
         if rank == 0:

@@ -98,7 +98,7 @@ def test_tensorboard_files_hold_scalars_hparams_and_confusion_images(ablation):
 
 def test_search_grid_runs_optuna_trials_and_asha_stops_some_early(tmp_path):
     proc = run_sweep(tmp_path, "search", "--grid", "search", "--num-samples", "6", "--epochs", "4",
-                     "--set", "data.limit_per_split=128")
+                     "--set", "data.limit_per_split=512")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     ts = trials(tmp_path / "search")
     assert len(ts) == 6
