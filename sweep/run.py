@@ -20,7 +20,7 @@ from pathlib import Path
 from sweep.config import ConfigError, TrialConfig, flatten_params, valid_keys
 from sweep.grid import Grid, GridError, builtin_grids, load_grid, search_space
 from sweep.profiles import PROFILES
-from sweep.trial import Resources, data_key, run_trial
+from sweep.trial import ASHA_TIME, Resources, data_key, run_trial
 
 DEFAULT_DATA = (  # where the README says FER-2013 is looked for, in this order
     "data/fer2013/icml_face_data.csv.gz", "data/fer2013/icml_face_data.csv",
@@ -336,8 +336,8 @@ def _fit(args, grid, constants, configs, seeds, resources, max_concurrent, stora
             tune_config=tune.TuneConfig(
                 metric=grid.search.get("metric", "val/acc"), mode=grid.search.get("mode", "max"),
                 search_alg=OptunaSearch(sampler=optuna.samplers.TPESampler(seed=seeds[0])),
-                # time in epochs; max_t past the last epoch so the final evaluation is never cut off
-                scheduler=ASHAScheduler(time_attr="epoch", max_t=epochs + 1,
+                # time in epochs before the last (see trial.ASHA_TIME): rungs never cut off a final evaluation
+                scheduler=ASHAScheduler(time_attr=ASHA_TIME, max_t=max(epochs, asha.get("grace_period", 1) + 1),
                                         grace_period=asha.get("grace_period", 1),
                                         reduction_factor=asha.get("reduction_factor", 2)),
                 num_samples=n_trials, max_concurrent_trials=max_concurrent,

@@ -31,6 +31,7 @@ from fer_models.training import classification_metrics, evaluate, make_optimizer
 from sweep.config import TrialConfig, flatten_params
 
 FINAL_FILE = "final.json"
+ASHA_TIME = "asha/epoch"
 EVAL_BATCH = 512
 
 
@@ -119,6 +120,10 @@ def train_loop(loop_config: dict) -> None:
             "epoch_s": time.perf_counter() - t0, "train/images_per_s": tr["images"] / max(tr["seconds"], 1e-9),
             "node_id": ray.get_runtime_context().get_node_id(), "hostname": socket.gethostname(),
         }
+        if epoch + 1 < cfg.train.epochs:
+            # ASHA's clock. Absent from the last epoch's result, so ASHA never stops a trial that has finished
+            # training before its final evaluation (ASHA ignores results without its time attribute).
+            metrics[ASHA_TIME] = epoch + 1
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = None
             if rank == 0:
