@@ -29,7 +29,7 @@ from fer_models import build_model, classification_metrics, evaluate, make_optim
 from fer_models import set_threads, train_one_epoch  # noqa: E402
 from sweep.config import TrialConfig  # noqa: E402
 from sweep.profiles import PROFILES  # noqa: E402
-from sweep.trial import _eval_batches, _train_batches  # noqa: E402
+from sweep.batches import eval_batches, train_batches  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared/datasets/fer2013/icml_face_data.csv.gz"
 
@@ -58,14 +58,14 @@ def bare_trials(data: str, models: list[str], epochs: int, threads: int) -> floa
             torch.manual_seed(cfg.seed * 100_003 + epoch * 101)
             aug = build_augmenter(cfg.augment, seed=int(rng.integers(2**31)))
             order = rng.permutation(len(ys["train"]))
-            train_one_epoch(model, _train_batches(pre["train"], ys["train"], order, cfg.train.batch_size, aug, cfg,
+            train_one_epoch(model, train_batches(pre["train"], ys["train"], order, cfg.train.batch_size, aug, cfg,
                                                   norm), opt, scheduler=sched)
-            va = evaluate(model, _eval_batches(pre["val"], ys["val"], cfg, norm))
+            va = evaluate(model, eval_batches(pre["val"], ys["val"], cfg, norm))
             if va["acc"] > best:
                 best, best_state = va["acc"], {k: v.clone() for k, v in model.state_dict().items()}
         model.load_state_dict(best_state)
         for split in ("train", "val", "test"):
-            ev = evaluate(model, _eval_batches(pre[split], ys[split], cfg, norm))
+            ev = evaluate(model, eval_batches(pre[split], ys[split], cfg, norm))
             classification_metrics(ev["y_true"], ev["y_pred"])
         print(f"bare: {name} {epochs} epochs in {time.perf_counter() - t1:.1f} s (best val {best:.2%})", flush=True)
     return time.perf_counter() - t0

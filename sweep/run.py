@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any dotted key for every trial, e.g. --set train.lr=0.0005 (repeatable)")
     p.add_argument("--max-concurrent", type=int, default=None,
-                   help="trials running at once; default: as many as the cluster's CPUs (or GPUs) fit")
+                   help="trials running at once; default: as many as this machine's CPUs (or GPUs) fit, "
+                        "or with --address the cluster's driver_slot total (it may autoscale)")
     p.add_argument("--workers-per-trial", type=int, default=1,
                    help="Train workers per trial; >1 trains with DistributedDataParallel")
     p.add_argument("--cpus-per-worker", type=int, default=1, help="CPUs (and torch threads) per Train worker")
@@ -189,7 +190,7 @@ def _run(args) -> int:
     configs = trial_configs(grid, constants, seeds)
 
     resources = Resources(args.workers_per_trial, args.cpus_per_worker, args.use_gpu, args.gpus_per_worker)
-    max_concurrent = args.max_concurrent or _fit_concurrency(resources)
+    max_concurrent = args.max_concurrent or _fit_concurrency(resources, on_cluster=bool(args.address))
     name = args.name or f"{grid.name}-{profile_name}-{time.strftime('%Y%m%d-%H%M%S')}"
     storage = args.storage_path if "://" in args.storage_path else str(Path(args.storage_path).resolve())
     exp_uri = f"{storage.rstrip('/')}/{name}"
@@ -230,9 +231,12 @@ def _run(args) -> int:
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **provenance(),
     }
     if args.resume:
-        meta["resumed"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    store.write_json(f"{exp_uri}/sweep_meta.json", {**store.read_json(f"{exp_uri}/sweep_meta.json"), **meta}
-                     if args.resume else meta)
+        # Keep how the experiment was first started; record each resume beside it.
+        first = store.read_json(f"{exp_uri}/sweep_meta.json")
+        resumes = first.get("resumes", []) + [{"command": args.command, "at": meta["started"]}]
+        meta = {**first, **meta, "command": first.get("command", args.command),
+                "started": first.get("started", meta["started"]), "resumes": resumes}
+    store.write_json(f"{exp_uri}/sweep_meta.json", meta)
 
     t0 = time.time()
     results = _fit(args, grid, constants, configs, seeds, resources, max_concurrent, storage, name, exp_uri,
@@ -270,10 +274,15 @@ def _init_ray(args) -> None:
         ray.init(num_cpus=cpus, resources={"driver_slot": cpus * 2}, log_to_driver=True)
 
 
-def _fit_concurrency(resources: Resources) -> int:
+def _fit_concurrency(resources: Resources, on_cluster: bool = False) -> int:
     import ray
 
     total = ray.cluster_resources()
+    if on_cluster:
+        # An autoscaling cluster shows only the nodes up now (at first none with a GPU): its driver_slot
+        # total is the cap its author set (cluster.yaml), and trials waiting for resources make the
+        # autoscaler add nodes.
+        return max(1, int(total.get("driver_slot", 1)))
     if resources.use_gpu:
         fit = total.get("GPU", 0) // (resources.gpus_per_worker * resources.workers)
     else:

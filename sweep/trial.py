@@ -23,16 +23,16 @@ import torch
 import ray
 import ray.train
 import ray.train.torch
-from fer_data import augment_batch, build_augmenter, to_model_input
+from fer_data import build_augmenter
 from fer_models import build_model
 from fer_models.checkpoint import load_checkpoint, load_train_state, save_checkpoint, save_train_state
 from fer_models.perf import prepare_model, resolve_precision, set_threads
 from fer_models.training import classification_metrics, evaluate, make_optimizer, make_scheduler, train_one_epoch
+from sweep.batches import eval_batches, train_batches
 from sweep.config import TrialConfig, flatten_params
 
 FINAL_FILE = "final.json"
 ASHA_TIME = "asha/epoch"
-EVAL_BATCH = 512
 
 
 @dataclass(frozen=True)
@@ -102,12 +102,12 @@ def train_loop(loop_config: dict) -> None:
         torch.manual_seed(cfg.seed * 100_003 + epoch * 101 + rank)
         augmenter = build_augmenter(cfg.augment, seed=int(rng.integers(2**31)))
         order = rng.permutation(len(train_x))
-        batches = _train_batches(train_x, train_y, order, cfg.train.batch_size, augmenter, cfg, norm)
+        batches = train_batches(train_x, train_y, order, cfg.train.batch_size, augmenter, cfg, norm)
         lr = optimizer.param_groups[0]["lr"]
         tr = train_one_epoch(net, batches, optimizer, class_weights=weights, scheduler=scheduler,
                              label_smoothing=cfg.train.label_smoothing, grad_clip=cfg.train.grad_clip,
                              precision=precision, device=device)
-        va = evaluate(net, _eval_batches(val_x, val_y, cfg, norm), precision=precision,
+        va = evaluate(net, eval_batches(val_x, val_y, cfg, norm), precision=precision,
                       device=device, class_weights=weights)
         if va["acc"] > best["val_acc"]:
             best = {"val_acc": float(va["acc"]), "epoch": epoch + 1}
@@ -146,7 +146,7 @@ def train_loop(loop_config: dict) -> None:
             splits = {"train": _read_shard(ray.train.get_dataset_shard("train_eval")),
                       "val": (val_x, val_y), "test": _read_shard(ray.train.get_dataset_shard("test"))}
             for split, (x, y) in splits.items():
-                ev = evaluate(best_model, _eval_batches(x, y, cfg, norm), precision=precision,
+                ev = evaluate(best_model, eval_batches(x, y, cfg, norm), precision=precision,
                               device=device, class_weights=weights)
                 final["metrics"][split] = {"loss": ev["loss"], **classification_metrics(ev["y_true"], ev["y_pred"])}
             for split in ("train", "val", "test"):
@@ -164,19 +164,6 @@ def _read_shard(shard) -> tuple[np.ndarray, np.ndarray]:
         xs.append(batch["image"])
         ys.append(batch["label"])
     return np.concatenate(xs), np.concatenate(ys).astype(np.int64)
-
-
-def _train_batches(x, y, order, batch_size, augmenter, cfg, norm):
-    for i in range(0, len(order), batch_size):
-        idx = order[i:i + batch_size]
-        images = augment_batch(x[idx], augmenter) if augmenter is not None else x[idx]
-        yield (to_model_input(torch.from_numpy(images), cfg.data, norm),
-               torch.from_numpy(y[idx]))
-
-
-def _eval_batches(x, y, cfg, norm):
-    for i in range(0, len(x), EVAL_BATCH):
-        yield to_model_input(torch.from_numpy(x[i:i + EVAL_BATCH]), cfg.data, norm), torch.from_numpy(y[i:i + EVAL_BATCH])
 
 
 # ---------------------------------------------------------------- the Tune driver

@@ -38,7 +38,13 @@ def smoke_sweep(grid: str = "ablation") -> list[str]:
 
 # Generous: a 6-trial smoke sweep took ~4.5 min on 2 cores shared with other jobs (load ~16), ~1.5 min idle.
 SWEEP_TIMEOUT_S = 420
-EPOCHS_LOSS = 4
+# The node-loss sweep trains longer than smoke (6 epochs on 512 faces, ~2-3 s an epoch here) and the
+# worker node is killed only while its trial is at epoch <= 2: result.json trails the Train worker by
+# a few seconds, and with 2 epochs of 1.5 s left (the first version) the trial could finish before the
+# kill landed, so nothing was left to resume.
+EPOCHS_LOSS = 6
+KILL_BY_EPOCH = 2
+LIMIT_LOSS = 512
 
 # Detect a dead node in ~3 s instead of Ray's default ~15 s (period x threshold), so node loss
 # is noticed while the sweep is still running.
@@ -170,9 +176,9 @@ def test_worker_node_loss_mid_sweep_loses_no_trial(two_nodes, tmp_path):
     head_id, worker_id = cluster.node_id(head), cluster.node_id(worker)
     exp = tmp_path / "loss"
     log = tmp_path / "sweep.log"
-    # 4 epochs instead of the smoke profile's 2: a wider window to catch a trial mid-training.
     grid = mini_ablation(tmp_path)
-    args = smoke_sweep(grid) + ["--epochs", str(EPOCHS_LOSS), "--address", cluster.address,
+    args = smoke_sweep(grid) + ["--epochs", str(EPOCHS_LOSS), "--set", f"data.limit_per_split={LIMIT_LOSS}",
+                                "--address", cluster.address,
                           "--storage-path", str(tmp_path), "--name", "loss"]
     with open(log, "w") as fh:
         sweep = subprocess.Popen(args, env=sweep_env(cluster), cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
@@ -185,7 +191,7 @@ def test_worker_node_loss_mid_sweep_loses_no_trial(two_nodes, tmp_path):
         while victim is None and time.monotonic() < deadline and sweep.poll() is None:
             for t in trial_dirs(exp) if exp.exists() else []:
                 rows = epoch_rows(t)
-                if (rows and rows[-1].get("node_id") == worker_id and rows[-1]["epoch"] < EPOCHS_LOSS
+                if (rows and rows[-1].get("node_id") == worker_id and rows[-1]["epoch"] <= KILL_BY_EPOCH
                         and not (t / "final.json").exists()):
                     victim = t
                     break
