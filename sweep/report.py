@@ -475,7 +475,8 @@ def section_header(exp: Experiment, variants: Sequence[Variant]) -> list[str]:
     out.append("Command that produced the runs:")
     out += ["", "```", str(cmd) if cmd else "(command not recorded in sweep_meta.json)"]
     for r in meta.get("resumes") or []:  # an interrupted sweep continued with --resume
-        out.append(f"{r.get('command')}    # resumed {r.get('at', '')}")
+        out.append(f"{r.get('command')}    # resumed {r.get('at', '')}"
+                   + (f" at commit {r['git_commit'][:12]}" if r.get("git_commit") else ""))
     out += ["```", ""]
     if meta.get("description"):
         out.append(f"- description: {meta['description']}")
@@ -658,6 +659,14 @@ def section_claims(exp: Experiment, variants: Sequence[Variant]) -> list[str]:
         "the honest (official) split protocol counts."
     )
     out.append("")
+    epochs = sorted({int(t.params["train.epochs"]) for t in exp.trials if "train.epochs" in t.params})
+    sizes = sorted({int(t.params["data.input_size"]) for t in exp.trials if "data.input_size" in t.params})
+    if epochs:
+        out.append(f"These verdicts are for this experiment's training budget only: {'/'.join(map(str, epochs))} "
+                   f"epoch(s) per trial at {'/'.join(f'{s}x{s}' for s in sizes) or 'the default'} input. "
+                   "The study does not state its epochs; models still improving at the last epoch (see the "
+                   "learning curves) may rank differently with longer training.")
+        out.append("")
     rows = [[c.number, c.claim, c.study, c.ours, c.difference, f"**{c.verdict}**", c.note]
             for c in evaluate_claims(variants)]
     out += md_table(["#", "claim", "study (%)", "ours (%)", "our difference (95% interval)", "verdict", "note"], rows)

@@ -233,9 +233,10 @@ def _run(args) -> int:
     if args.resume:
         # Keep how the experiment was first started; record each resume beside it.
         first = store.read_json(f"{exp_uri}/sweep_meta.json")
-        resumes = first.get("resumes", []) + [{"command": args.command, "at": meta["started"]}]
-        meta = {**first, **meta, "command": first.get("command", args.command),
-                "started": first.get("started", meta["started"]), "resumes": resumes}
+        resumes = first.get("resumes", []) + [{"command": args.command, "at": meta["started"],
+                                                "git_commit": meta["git_commit"]}]
+        meta = {**first, **meta, **{k: first[k] for k in ("command", "started", "git_commit") if k in first},
+                "resumes": resumes}
     store.write_json(f"{exp_uri}/sweep_meta.json", meta)
 
     t0 = time.time()
