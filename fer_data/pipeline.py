@@ -138,8 +138,15 @@ def prepare(data_spec, cfg: DataConfig = DataConfig(), *, cache_dir: str | os.Pa
     bx, by, weights = balance(splits.train_x, splits.train_y, cfg.balance, cfg.seed)
     fn = _Preprocess(cfg.preprocess, str(trace_dir) if trace_dir else None)
 
+    # Keep the materialised blocks on the driver's node (preferably; soft, for a head without CPUs):
+    # blocks on a worker node are lost with that node, and rebuilding them from lineage needs a CPU
+    # that the trials' Train workers hold, so a node loss could deadlock the sweep.
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+
     def run(x, y):
-        return _to_dataset(x, y).map_batches(fn, batch_format="numpy").materialize()
+        return _to_dataset(x, y).map_batches(fn, batch_format="numpy", scheduling_strategy=here).materialize()
 
     datasets = {"train_eval": run(splits.train_x, splits.train_y)}
     datasets["train"] = datasets["train_eval"] if bx is splits.train_x else run(bx, by)

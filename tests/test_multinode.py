@@ -38,13 +38,14 @@ def smoke_sweep(grid: str = "ablation") -> list[str]:
 
 # Generous: a 6-trial smoke sweep took ~4.5 min on 2 cores shared with other jobs (load ~16), ~1.5 min idle.
 SWEEP_TIMEOUT_S = 420
-# The node-loss sweep trains longer than smoke (6 epochs on 512 faces, ~2-3 s an epoch here) and the
-# worker node is killed only while its trial is at epoch <= 2: result.json trails the Train worker by
-# a few seconds, and with 2 epochs of 1.5 s left (the first version) the trial could finish before the
-# kill landed, so nothing was left to resume.
-EPOCHS_LOSS = 6
-KILL_BY_EPOCH = 2
-LIMIT_LOSS = 512
+# The node-loss sweep trains longer than smoke (8 epochs on all 700 synthetic training faces, ~3-6 s
+# an epoch here) and the worker node is killed only while its trial is at epoch <= 4: on a loaded
+# machine result.json trails the Train worker by several seconds. With 2 epochs of 1.5 s left (the
+# first version) the trial could finish before the kill landed, and with 512 faces, 6 epochs and
+# epoch <= 2 a trial was once never seen in time.
+EPOCHS_LOSS = 8
+KILL_BY_EPOCH = 4
+LIMIT_LOSS = 1024  # more than the 700 synthetic training faces: all of them
 
 # Detect a dead node in ~3 s instead of Ray's default ~15 s (period x threshold), so node loss
 # is noticed while the sweep is still running.
@@ -164,10 +165,12 @@ def two_nodes():
 def test_smoke_sweep_uses_both_nodes(two_nodes, tmp_path):
     cluster, head, worker = two_nodes
     head_id, worker_id = cluster.node_id(head), cluster.node_id(worker)
-    res = run_cli(smoke_sweep() + ["--address", cluster.address, "--storage-path", str(tmp_path), "--name", "two"],
+    grid = mini_ablation(tmp_path)
+    res = run_cli(smoke_sweep(grid) + ["--address", cluster.address, "--storage-path", str(tmp_path),
+                                       "--name", "two"],
                   sweep_env(cluster), timeout_s=SWEEP_TIMEOUT_S, cwd=ROOT, log=tmp_path / "sweep.log")
     assert res.returncode == 0, res.stdout[-5000:] + cluster.logs_tail()
-    trials = assert_sweep_complete(tmp_path / "two", res.stdout)
+    trials = assert_sweep_complete(tmp_path / "two", res.stdout, grid)
     assert node_ids_of(trials) == {head_id, worker_id}
 
 
@@ -187,16 +190,22 @@ def test_worker_node_loss_mid_sweep_loses_no_trial(two_nodes, tmp_path):
         # Kill the worker node while a trial is training there: it has reported an epoch from
         # the worker (so a checkpoint exists) but has not finished.
         victim = None
-        deadline = time.monotonic() + SWEEP_TIMEOUT_S / 2
+        seen = {}  # (trial, last epoch, node) -> seconds since start: in the failure message
+        t_start = time.monotonic()
+        deadline = t_start + SWEEP_TIMEOUT_S / 2
         while victim is None and time.monotonic() < deadline and sweep.poll() is None:
             for t in trial_dirs(exp) if exp.exists() else []:
                 rows = epoch_rows(t)
+                if rows:
+                    seen.setdefault((t.name[:22], rows[-1]["epoch"], rows[-1].get("node_id", "")[:6]),
+                                    round(time.monotonic() - t_start, 1))
                 if (rows and rows[-1].get("node_id") == worker_id and rows[-1]["epoch"] <= KILL_BY_EPOCH
                         and not (t / "final.json").exists()):
                     victim = t
                     break
             time.sleep(0.2)
-        assert victim is not None, "no trial was seen mid-training on the worker node\n" + log.read_text()[-4000:]
+        assert victim is not None, (f"no trial was seen mid-training on the worker node {worker_id[:6]}: {seen}\n"
+                                    + log.read_text()[-4000:])
         epochs_before = [r["epoch"] for r in epoch_rows(victim)]
         killed = cluster.kill_node(worker)
         assert killed
