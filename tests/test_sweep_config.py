@@ -15,6 +15,9 @@ def test_builtin_grids_load_and_name_the_study_variants():
     assert points[0] == {"model.name": "optimized", "data.protocol": "leaky-oversample-before-split", "seed": 0}
     search = load_grid("search")
     assert set(search.search["space"]) == {"model.l2", "model.dropout"}
+    stronger = load_grid("stronger")
+    assert stronger.points([0, 1]) == [{"model.name": "vgg_fer", "seed": 0}, {"model.name": "vgg_fer", "seed": 1}]
+    assert stronger.fixed == ablation.fixed and stronger.nuisance == ablation.nuisance  # comparable runs
 
 
 def test_trial_config_from_flat_types_values_and_merges_variant():
