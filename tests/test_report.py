@@ -238,6 +238,7 @@ def test_claim_verdicts(ablation_exp: Path, ablation_report: str):
     assert "54.25" in claims[1].study and "48.05" in claims[1].study
     section = _section(ablation_report, "The study's claims")
     assert "Verdict rule" in section and "entirely on the claimed side" in section
+    assert "training budget only: 3 epoch(s) per trial at 64x64 input" in section  # the fixture's budget
     verdicts = [_row(section, str(n))[5] for n in range(1, 6)]
     assert verdicts == ["**holds**", "**does not hold**", "**inconclusive**", "**inconclusive**", "**does not hold**"]
 
