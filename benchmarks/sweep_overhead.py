@@ -59,7 +59,7 @@ def bare_trials(data: str, models: list[str], epochs: int, threads: int) -> floa
             aug = build_augmenter(cfg.augment, seed=int(rng.integers(2**31)))
             order = rng.permutation(len(ys["train"]))
             train_one_epoch(model, train_batches(pre["train"], ys["train"], order, cfg.train.batch_size, aug, cfg,
-                                                  norm), opt, scheduler=sched)
+                                                 norm), opt, scheduler=sched)
             va = evaluate(model, eval_batches(pre["val"], ys["val"], cfg, norm))
             if va["acc"] > best:
                 best, best_state = va["acc"], {k: v.clone() for k, v in model.state_dict().items()}
