@@ -22,6 +22,7 @@ PARAMS = {
     "fewer_layers": {64: 2_117_191, 48: 1_199_687},
     "optimized": {64: 4_598_919, 48: 2_763_911},
     "vgg_fer": {64: 14_134_471, 48: 10_464_455},
+    "vgg_fer_small": {64: 1_515_023, 48: 1_170_959},
     "resnet18_fer": {64: 11_171_271, 48: 11_171_271},
 }
 
@@ -43,7 +44,7 @@ def test_registry_has_study_variants_first_and_a_stronger_model():
 
 
 def test_study_variants_are_configs_of_one_builder():
-    assert {get_config(n).family for n in STUDY + ["vgg_fer"]} == {"cnn"}
+    assert {get_config(n).family for n in STUDY + ["vgg_fer", "vgg_fer_small"]} == {"cnn"}
 
 
 @pytest.mark.parametrize("name", STUDY)

@@ -3,7 +3,8 @@ import pytest
 
 from sweep.config import ConfigError, TrialConfig, flatten_params
 from sweep.grid import GridError, builtin_grids, load_grid
-from sweep.run import main, parse_sets, resolve_seeds, UsageError
+from sweep.profiles import PROFILES
+from sweep.run import main, parse_sets, resolve_seeds, with_extra_models, UsageError
 
 
 def test_builtin_grids_load_and_name_the_study_variants():
@@ -18,6 +19,18 @@ def test_builtin_grids_load_and_name_the_study_variants():
     stronger = load_grid("stronger")
     assert stronger.points([0, 1]) == [{"model.name": "vgg_fer", "seed": 0}, {"model.name": "vgg_fer", "seed": 1}]
     assert stronger.fixed == ablation.fixed and stronger.nuisance == ablation.nuisance  # comparable runs
+
+
+def test_quick_and_paper_add_a_stronger_model_to_the_model_axis():
+    ablation = load_grid("ablation")
+    study = ablation.scientific["model.name"]
+    quick = with_extra_models(ablation, PROFILES["quick"].extra_models)
+    assert quick.scientific["model.name"] == study + ["vgg_fer_small"]
+    assert len(quick.points([0])) == 6 + 1  # + the leaky audit trial
+    assert with_extra_models(ablation, PROFILES["paper"].extra_models).scientific["model.name"] == study + ["vgg_fer"]
+    assert PROFILES["smoke"].extra_models == ()  # the smoke grid stays the study's five
+    search = load_grid("search")  # no model axis: nothing to add to
+    assert with_extra_models(search, PROFILES["quick"].extra_models) == search
 
 
 def test_trial_config_from_flat_types_values_and_merges_variant():
