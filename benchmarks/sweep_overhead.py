@@ -7,10 +7,14 @@
 
 Run: `RAY_AUTH_MODE=disabled python benchmarks/sweep_overhead.py [--epochs 3] [--models baseline,no_dropout]`
 (on the real FER-2013; about 15 minutes on a 2-core machine). Last line: the overhead ratio.
+Before it, where the extra time goes, from the same runs: the sweep's own start-up and wrap-up, each
+trial's time outside training and evaluation, and how much slower the epochs and the final evaluation
+ran inside Ray (its processes share the cores).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -34,9 +38,11 @@ from sweep.batches import eval_batches, train_batches  # noqa: E402
 DEFAULT_DATA = ROOT.parent / "shared/datasets/fer2013/icml_face_data.csv.gz"
 
 
-def bare_trials(data: str, models: list[str], epochs: int, threads: int) -> float:
-    """Every trial in turn, in this process: what a sweep trial does, minus Ray."""
+def bare_trials(data: str, models: list[str], epochs: int, threads: int) -> tuple[float, dict]:
+    """Every trial in turn, in this process: what a sweep trial does, minus Ray.
+    Returns the wall time and the seconds spent in epochs (train + validation) and final evaluations."""
     t0 = time.perf_counter()
+    parts = {"epochs_s": 0.0, "eval_s": 0.0, "trials_s": 0.0}
     set_threads(threads)
     flat0 = {**PROFILES["quick"].settings, "train.epochs": epochs}
     cfg0 = TrialConfig.from_flat(flat0)
@@ -53,6 +59,7 @@ def bare_trials(data: str, models: list[str], epochs: int, threads: int) -> floa
         opt = make_optimizer(model, cfg.train)
         sched = make_scheduler(opt, cfg.train, steps_per_epoch=-(-len(ys["train"]) // cfg.train.batch_size))
         best, best_state = -1.0, None
+        t_epochs = time.perf_counter()
         for epoch in range(epochs):
             rng = np.random.default_rng([cfg.seed, epoch, 0])
             torch.manual_seed(cfg.seed * 100_003 + epoch * 101)
@@ -63,15 +70,22 @@ def bare_trials(data: str, models: list[str], epochs: int, threads: int) -> floa
             va = evaluate(model, eval_batches(pre["val"], ys["val"], cfg, norm))
             if va["acc"] > best:
                 best, best_state = va["acc"], {k: v.clone() for k, v in model.state_dict().items()}
+        t_eval = time.perf_counter()
+        parts["epochs_s"] += t_eval - t_epochs
         model.load_state_dict(best_state)
         for split in ("train", "val", "test"):
             ev = evaluate(model, eval_batches(pre[split], ys[split], cfg, norm))
             classification_metrics(ev["y_true"], ev["y_pred"])
+        parts["eval_s"] += time.perf_counter() - t_eval
+        parts["trials_s"] += time.perf_counter() - t1
         print(f"bare: {name} {epochs} epochs in {time.perf_counter() - t1:.1f} s (best val {best:.2%})", flush=True)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, parts
 
 
-def sweep_trials(data: str, models: list[str], epochs: int, concurrent: int, cpus_per_worker: int) -> float:
+def sweep_trials(data: str, models: list[str], epochs: int, concurrent: int,
+                 cpus_per_worker: int) -> tuple[float, dict]:
+    """`python -m sweep.run` on the same trials. Returns the wall time and, from the trials' own records,
+    seconds in epochs (result.json's epoch_s), final evaluations and whole trials (final.json)."""
     with tempfile.TemporaryDirectory() as tmp:
         grid = Path(tmp) / "bench.yaml"
         grid.write_text("scientific:\n  model.name: [" + ", ".join(models) + "]\n")
@@ -87,7 +101,31 @@ def sweep_trials(data: str, models: list[str], epochs: int, concurrent: int, cpu
         for line in proc.stdout.splitlines():
             if line.startswith(("  estimated", "data:")) or " final " in line:
                 print("  sweep| " + line.strip(), flush=True)
-    return wall
+        parts = {"epochs_s": 0.0, "eval_s": 0.0, "trials_s": 0.0}
+        for trial in (Path(tmp) / "bench").glob("run_trial_*"):
+            rows = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
+            final = json.loads((trial / "final.json").read_text())
+            parts["epochs_s"] += sum(r["epoch_s"] for r in rows if r.get("epoch_s") is not None)
+            parts["eval_s"] += final["eval_s"]
+            parts["trials_s"] += final["wall_s"]
+    return wall, parts
+
+
+def breakdown(bare: float, bare_parts: dict, sweep: float, sweep_parts: dict, n: int) -> None:
+    """Where the sweep's extra wall time goes (1 trial at a time, so trial times add up)."""
+    def outside(p: dict) -> float:
+        return p["trials_s"] - p["epochs_s"] - p["eval_s"]
+
+    rows = [
+        ("start-up and wrap-up of the sweep (outside any trial)", bare - bare_parts["trials_s"],
+         sweep - sweep_parts["trials_s"]),
+        (f"per trial, outside training and evaluation (x{n})", outside(bare_parts), outside(sweep_parts)),
+        ("epochs (train + validation)", bare_parts["epochs_s"], sweep_parts["epochs_s"]),
+        ("final evaluation (train, val, test)", bare_parts["eval_s"], sweep_parts["eval_s"]),
+    ]
+    print(f"{'where the time goes':58s} {'bare':>8s} {'sweep':>8s} {'extra':>8s}")
+    for label, b, s_ in rows:
+        print(f"{label:58s} {b:7.1f}s {s_:7.1f}s {s_ - b:+7.1f}s")
 
 
 def main() -> None:
@@ -99,13 +137,14 @@ def main() -> None:
     if args.data != "synthetic" and not Path(args.data).exists():
         sys.exit(f"{args.data}: FER-2013 not found (pass --data)")
     models = args.models.split(",")
-    bare = bare_trials(args.data, models, args.epochs, threads=2)
+    bare, bare_parts = bare_trials(args.data, models, args.epochs, threads=2)
     print(f"bare loop, {len(models)} trials in turn, 2 threads: {bare:.1f} s", flush=True)
-    serial = sweep_trials(args.data, models, args.epochs, concurrent=1, cpus_per_worker=2)
+    serial, serial_parts = sweep_trials(args.data, models, args.epochs, concurrent=1, cpus_per_worker=2)
     print(f"sweep.run, 1 trial at a time x 2 CPUs: {serial:.1f} s", flush=True)
-    parallel = sweep_trials(args.data, models, args.epochs, concurrent=2, cpus_per_worker=1)
+    parallel, _ = sweep_trials(args.data, models, args.epochs, concurrent=2, cpus_per_worker=1)
     print(f"sweep.run, 2 trials at once x 1 CPU: {parallel:.1f} s "
           f"({serial / parallel:.2f}x the throughput of 1 x 2 CPUs)", flush=True)
+    breakdown(bare, bare_parts, serial, serial_parts, len(models))
     print(f"sweep overhead vs bare loop (same trials, 1 at a time): {serial / bare - 1:+.1%} "
           f"(bare {bare:.0f} s, sweep {serial:.0f} s, {len(models)} trials of ~{bare / len(models) / 60:.1f} min)")
 

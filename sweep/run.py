@@ -172,6 +172,11 @@ def _run(args) -> int:
     if args.resume and not args.name:
         raise UsageError("--resume needs --name of the experiment to continue")
 
+    from sweep import storage as store
+
+    if args.name and not args.resume:  # before Ray's ~10 s start-up, not after
+        _refuse_existing(store, _experiment_uri(args.storage_path, args.name), args.name)
+
     import ray
 
     _init_ray(args)
@@ -192,13 +197,10 @@ def _run(args) -> int:
     resources = Resources(args.workers_per_trial, args.cpus_per_worker, args.use_gpu, args.gpus_per_worker)
     max_concurrent = args.max_concurrent or _fit_concurrency(resources, on_cluster=bool(args.address))
     name = args.name or f"{grid.name}-{profile_name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    storage = args.storage_path if "://" in args.storage_path else str(Path(args.storage_path).resolve())
-    exp_uri = f"{storage.rstrip('/')}/{name}"
-
-    from sweep import storage as store
-
-    if not args.resume and store.exists(exp_uri):
-        raise UsageError(f"--name {name}: {exp_uri} already exists; pass --resume to continue it or choose another --name")
+    storage = _storage_root(args.storage_path)
+    exp_uri = _experiment_uri(args.storage_path, name)
+    if not args.resume:
+        _refuse_existing(store, exp_uri, name)
 
     # Data: prepared once per distinct data section, shared by every trial through the object store.
     from fer_data.pipeline import prepare
@@ -259,6 +261,19 @@ def _run(args) -> int:
     return 1 if errors else 0
 
 
+def _storage_root(storage_path: str) -> str:
+    return storage_path if "://" in storage_path else str(Path(storage_path).resolve())
+
+
+def _experiment_uri(storage_path: str, name: str) -> str:
+    return f"{_storage_root(storage_path).rstrip('/')}/{name}"
+
+
+def _refuse_existing(store, exp_uri: str, name: str) -> None:
+    if store.exists(exp_uri):
+        raise UsageError(f"--name {name}: {exp_uri} already exists; pass --resume to continue it or choose another --name")
+
+
 def _init_ray(args) -> None:
     import ray
 
@@ -269,6 +284,8 @@ def _init_ray(args) -> None:
             raise UsageError(f"--address {args.address}: the cluster advertises no 'driver_slot' resource; start its "
                              "nodes with --resources='{\"driver_slot\": N}' (see cluster.yaml)")
     else:
+        # Its own machine: no spot preemption to watch for, and one process less per trial on few cores.
+        os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
         cpus = args.num_cpus or os.cpu_count() or 1
         # Trial drivers hold a custom 'driver_slot' instead of a CPU, so every CPU goes to Train workers
         # (two CPU-holding drivers deadlock a 2-CPU machine; ../shared/RAY_NOTES.md).
@@ -330,6 +347,8 @@ def _fit(args, grid, constants, configs, seeds, resources, max_concurrent, stora
         tuner = tune.Tuner(
             trainable,
             param_space={**constants, "variant": tune.grid_search(points)},
+            # No reuse_actors: in Ray 2.60 a reused driver's files written after its last report (final.json,
+            # best_model/, the confusion image) never reached the later trials' folders (measured).
             tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent),
             run_config=run_config,
         )

@@ -143,12 +143,14 @@ def train_loop(loop_config: dict) -> None:
         if rank == 0:
             final = {"best_epoch": best["epoch"], "epochs_run": cfg.train.epochs,
                      "params": sum(p.numel() for p in model.parameters()), "metrics": {}}
+            t_eval = time.perf_counter()
             splits = {"train": _read_shard(ray.train.get_dataset_shard("train_eval")),
                       "val": (val_x, val_y), "test": _read_shard(ray.train.get_dataset_shard("test"))}
             for split, (x, y) in splits.items():
                 ev = evaluate(best_model, eval_batches(x, y, cfg, norm), precision=precision,
                               device=device, class_weights=weights)
                 final["metrics"][split] = {"loss": ev["loss"], **classification_metrics(ev["y_true"], ev["y_pred"])}
+            final["eval_s"] = time.perf_counter() - t_eval
             for split in ("train", "val", "test"):
                 final_metrics[f"final/{split}/acc"] = final["metrics"][split]["acc"]
                 final_metrics[f"final/{split}/macro_f1"] = final["metrics"][split]["macro_f1"]
@@ -186,7 +188,8 @@ def run_trial(config: dict, *, prepared: dict, resources: Resources, storage_pat
         scaling_config=ray.train.ScalingConfig(num_workers=resources.workers, use_gpu=resources.use_gpu,
                                                resources_per_worker=resources.worker_resources()),
         datasets=data["datasets"],
-        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+        # One worker reads whole datasets; splitting would only add a SplitCoordinator actor per trial.
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"] if resources.workers > 1 else []),
         run_config=ray.train.RunConfig(
             # A deterministic name: a relaunched driver finds this run's checkpoints and resumes from them.
             name=f"train-{ctx.get_trial_id()}",

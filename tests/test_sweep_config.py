@@ -87,6 +87,9 @@ def test_cli_rejects_bad_grid_and_flags_with_exit_2(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["--profile", "huge"])
     assert exit_.value.code == 2
+    (tmp_path / "runs" / "taken").mkdir(parents=True)  # refused before Ray starts, so this test needs no Ray
+    assert main(["--data", "synthetic", "--storage-path", str(tmp_path / "runs"), "--name", "taken"]) == 2
+    assert "--name taken: " in (err := capsys.readouterr().err) and "already exists; pass --resume" in err
 
 
 def test_missing_dataset_says_how_to_get_it(monkeypatch, tmp_path, capsys):
