@@ -5,7 +5,8 @@ of the trial's input size with the trial's threads, so it tracks the hardware it
 """
 from __future__ import annotations
 
-import time
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
@@ -16,25 +17,34 @@ EVAL_FACTOR = 1.15  # validation each epoch + augmentation, relative to the trai
 
 
 def images_per_second(model_name: str, overrides: dict, input_size: int, batch_size: int, threads: int,
-                      steps: int = 2) -> float:
-    """Training-step throughput; batches capped at 64 images: the plan's calibration is part of every
-    sweep's fixed cost (warm-up + 3 steps of 128 took ~25 s for the quick profile's six models)."""
+                      steps: int = 2, copies: int = 1) -> float:
+    """Training-step throughput of one copy while `copies` copies train at once, as concurrent trials do
+    (they share memory bandwidth and caches: two 1-thread trials on a 2-core CPU each ran ~17% slower
+    than one alone). Batches are capped at 64 images: the calibration is part of every sweep's fixed
+    cost (warm-up + 3 steps of 128 took ~25 s for the quick profile's six models)."""
     previous = torch.get_num_threads()
     set_threads(threads)
     try:
-        torch.manual_seed(0)
-        model = build_model(model_name, input_size=input_size, **overrides)
-        from fer_models.training import TrainConfig
-
-        opt = make_optimizer(model, TrainConfig())
-        batch_size = min(batch_size, 64)
-        x = torch.rand(batch_size, 1, input_size, input_size)
-        y = torch.randint(0, 7, (batch_size,))
-        train_one_epoch(model, [(x, y)], opt)  # warm-up: allocator, oneDNN kernels for this shape
-        stats = train_one_epoch(model, [(x, y)] * steps, opt)
-        return stats["images"] / stats["seconds"]
+        # torch ops release the GIL, so Python threads train the copies in parallel.
+        with ThreadPoolExecutor(copies) as pool:
+            rates = list(pool.map(lambda _: _train_rate(model_name, overrides, input_size, min(batch_size, 64), steps),
+                                  range(copies)))
+        return sum(rates) / len(rates)
     finally:
         torch.set_num_threads(previous)
+
+
+def _train_rate(model_name: str, overrides: dict, input_size: int, batch_size: int, steps: int) -> float:
+    from fer_models.training import TrainConfig
+
+    gen = torch.Generator().manual_seed(0)
+    model = build_model(model_name, input_size=input_size, **overrides)
+    opt = make_optimizer(model, TrainConfig())
+    x = torch.rand(batch_size, 1, input_size, input_size, generator=gen)
+    y = torch.randint(0, 7, (batch_size,), generator=gen)
+    train_one_epoch(model, [(x, y)], opt)  # warm-up: allocator, oneDNN kernels for this shape
+    stats = train_one_epoch(model, [(x, y)] * steps, opt)
+    return stats["images"] / stats["seconds"]
 
 
 def estimate_seconds(configs, prepared, resources, max_concurrent) -> str:
@@ -45,15 +55,23 @@ def estimate_seconds(configs, prepared, resources, max_concurrent) -> str:
         return "seconds per trial plus ~12 s of Ray start-up each (smoke-sized data)"
     from sweep.trial import data_key
 
-    speeds, total = {}, 0.0
+    slots = max(1, min(max_concurrent, len(configs)))
+    copies = 1 if resources.use_gpu else max(1, min(slots, (os.cpu_count() or 1) // resources.cpus_per_worker))
+    speeds, trial_s = {}, []
     for cfg in configs:
         key = (cfg.model.name, tuple(sorted(cfg.model.overrides.items())), cfg.data.input_size)
         if key not in speeds:
             speeds[key] = images_per_second(cfg.model.name, dict(cfg.model.overrides), cfg.data.input_size,
-                                            cfg.train.batch_size, resources.cpus_per_worker) * resources.workers
+                                            cfg.train.batch_size, resources.cpus_per_worker,
+                                            copies=copies) * resources.workers
         n_train = prepared[data_key(cfg.data)]["counts"]["train"]
-        # + the final forward-only pass over train, val and test (~1/3 of a training step per image)
-        total += FIXED_TRIAL_S + (cfg.train.epochs * EVAL_FACTOR + 0.45) * n_train / speeds[key]
-    wall = total / max(1, min(max_concurrent, len(configs)))
-    return (f"~{wall / 60:.0f} min ({total / 3600:.2f} trial-hours over {min(max_concurrent, len(configs))} "
-            f"concurrent slots; from a {len(speeds)}-model calibration of the training step)")
+        # + the final evaluation over train, val and test: ~1.25 x n_train forward passes at ~1/2 the cost
+        # of a training step each (measured: 600 vs 290 images/s for the baseline on 2 threads)
+        trial_s.append(FIXED_TRIAL_S + (cfg.train.epochs * EVAL_FACTOR + 0.6) * n_train / speeds[key])
+    # Tune starts trials in grid order as slots free up: the wall time is the busiest slot's, which a long
+    # trial (the leaky audit: 1.75x the training faces) can dominate.
+    busy = [0.0] * slots
+    for seconds in trial_s:
+        busy[busy.index(min(busy))] += seconds
+    return (f"~{max(busy) / 60:.0f} min ({sum(trial_s) / 3600:.2f} trial-hours over {slots} concurrent slots; "
+            f"from a {len(speeds)}-model calibration of the training step, {copies} at once)")
