@@ -131,12 +131,15 @@ def breakdown(bare: float, bare_parts: dict, sweep: float, sweep_parts: dict, n:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=str(DEFAULT_DATA))
-    p.add_argument("--models", default="baseline,no_dropout")
+    p.add_argument("--models", default="baseline,vgg_fer_small",
+                   help="the quick profile's extra models are added (the sweep adds them too)")
     p.add_argument("--epochs", type=int, default=3)
     args = p.parse_args()
     if args.data != "synthetic" and not Path(args.data).exists():
         sys.exit(f"{args.data}: FER-2013 not found (pass --data)")
+    # The same trials on both sides: sweep.run's quick profile appends its extra models to the grid.
     models = args.models.split(",")
+    models += [m for m in PROFILES["quick"].extra_models if m not in models]
     bare, bare_parts = bare_trials(args.data, models, args.epochs, threads=2)
     print(f"bare loop, {len(models)} trials in turn, 2 threads: {bare:.1f} s", flush=True)
     serial, serial_parts = sweep_trials(args.data, models, args.epochs, concurrent=1, cpus_per_worker=2)
