@@ -30,9 +30,9 @@ PROFILES = {
     "quick": Profile(
         "quick", "the whole ablation on a 2-core laptop within an hour: 40x40 input, 2 epochs, 1 seed, "
                  "plus the stronger vgg_fer_small",
-        # Measured on a 2-core CPU with two 1-CPU trials at once: at 48x48 and 2 epochs the leaky audit
-        # trial (optimized on 50,338 oversampled faces) alone took ~54 min and the sweep ~68; 40x40 costs
-        # ~0.7x (FER-2013 pipelines often train on 40x40 crops of the 48x48 faces).
+        # On a 2-core CPU with two 1-CPU trials at once, 48x48 x 2 epochs was on course for ~68 min (the leaky
+        # audit trial, optimized on 50,338 oversampled faces, took 22 min per epoch; stopped); 40x40 costs
+        # ~0.7x and measured 44 min (FER-2013 pipelines often train on 40x40 crops of the 48x48 faces).
         {"data.input_size": 40, "train.epochs": 2},
         seeds=1, search_samples=8, extra_models=("vgg_fer_small",),
     ),
