@@ -172,10 +172,8 @@ def _run(args) -> int:
     if args.resume and not args.name:
         raise UsageError("--resume needs --name of the experiment to continue")
 
-    from sweep import storage as store
-
     if args.name and not args.resume:  # before Ray's ~10 s start-up, not after
-        _refuse_existing(store, _experiment_uri(args.storage_path, args.name), args.name)
+        _refuse_existing(_experiment_uri(args.storage_path, args.name), args.name)
 
     import ray
 
@@ -199,8 +197,10 @@ def _run(args) -> int:
     name = args.name or f"{grid.name}-{profile_name}-{time.strftime('%Y%m%d-%H%M%S')}"
     storage = _storage_root(args.storage_path)
     exp_uri = _experiment_uri(args.storage_path, name)
-    if not args.resume:
-        _refuse_existing(store, exp_uri, name)
+    if not args.name and not args.resume:  # a given --name was checked above
+        _refuse_existing(exp_uri, name)
+
+    from sweep import storage as store
 
     # Data: prepared once per distinct data section, shared by every trial through the object store.
     from fer_data.pipeline import prepare
@@ -269,7 +269,9 @@ def _experiment_uri(storage_path: str, name: str) -> str:
     return f"{_storage_root(storage_path).rstrip('/')}/{name}"
 
 
-def _refuse_existing(store, exp_uri: str, name: str) -> None:
+def _refuse_existing(exp_uri: str, name: str) -> None:
+    from sweep import storage as store
+
     if store.exists(exp_uri):
         raise UsageError(f"--name {name}: {exp_uri} already exists; pass --resume to continue it or choose another --name")
 
