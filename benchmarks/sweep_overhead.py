@@ -1,15 +1,21 @@
 """Overhead of the sweep machinery, and the concurrency default, measured in one run.
 
-1. bare:  the trials run one after another in a plain in-process loop (the same data, model code,
-          epochs, augmentation and final evaluation as a sweep trial; no Ray), with 2 torch threads.
-2. sweep: the same trials through `python -m sweep.run`, one at a time, 1 worker x 2 CPUs.
-3. sweep, 2 at once: the same trials as two concurrent trials of 1 worker x 1 CPU each.
+The trials: one model (`--model`, default the study's baseline) x `--seeds` seeds, so every trial costs
+the same and two at once pair up evenly; the quick profile's budget (40x40) and `--epochs`.
 
-Run: `RAY_AUTH_MODE=disabled python benchmarks/sweep_overhead.py [--epochs 3] [--models baseline,no_dropout]`
-(on the real FER-2013; about 15 minutes on a 2-core machine). Last line: the overhead ratio.
-Before it, where the extra time goes, from the same runs: the sweep's own start-up and wrap-up, each
-trial's time outside training and evaluation, and how much slower the epochs and the final evaluation
-ran inside Ray (its processes share the cores).
+1. bare:  the trials run one after another in a plain in-process loop (the same data, model code,
+          epochs, augmentation and final evaluation as a sweep trial; no Ray), with 2 torch threads:
+          the script a user would write instead of a sweep.
+2. sweep: the same trials through `python -m sweep.run`, one at a time, 1 worker x 2 CPUs (like for
+          like with the bare loop: the cost of the machinery alone).
+3. sweep, 2 at once: the same trials as two concurrent trials of 1 worker x 1 CPU each, which is what
+          `sweep.run` picks by default on a 2-core machine (the faster of 2 and 3).
+
+Run: `RAY_AUTH_MODE=disabled python benchmarks/sweep_overhead.py [--epochs 2] [--seeds 2]`
+(on the real FER-2013; about 20 minutes on a 2-core machine at the defaults: 3-minute trials). Printed: where the
+extra time of 2 goes (the sweep's own start-up, each trial's time outside training and evaluation,
+how much slower the epochs and the final evaluation ran inside Ray), then two ratios; the last line
+is `sweep.run` at its default concurrency against the bare loop.
 """
 from __future__ import annotations
 
@@ -38,7 +44,7 @@ from sweep.batches import eval_batches, train_batches  # noqa: E402
 DEFAULT_DATA = ROOT.parent / "shared/datasets/fer2013/icml_face_data.csv.gz"
 
 
-def bare_trials(data: str, models: list[str], epochs: int, threads: int) -> tuple[float, dict]:
+def bare_trials(data: str, model_name: str, seeds: int, epochs: int, threads: int) -> tuple[float, dict]:
     """Every trial in turn, in this process: what a sweep trial does, minus Ray.
     Returns the wall time and the seconds spent in epochs (train + validation) and final evaluations."""
     t0 = time.perf_counter()
@@ -51,11 +57,11 @@ def bare_trials(data: str, models: list[str], epochs: int, threads: int) -> tupl
     ys = {k: getattr(splits, f"{k}_y").astype(np.int64) for k in ("train", "val", "test")}
     norm = compute_norm(pre["train"])
     print(f"bare: data ready in {time.perf_counter() - t0:.1f} s", flush=True)
-    for name in models:
+    for seed in range(seeds):
         t1 = time.perf_counter()
-        cfg = TrialConfig.from_flat({**flat0, "model.name": name})
+        cfg = TrialConfig.from_flat({**flat0, "model.name": model_name, "seed": seed})
         torch.manual_seed(cfg.seed)
-        model = build_model(name, input_size=cfg.data.input_size).to(memory_format=torch.channels_last)
+        model = build_model(model_name, input_size=cfg.data.input_size)
         opt = make_optimizer(model, cfg.train)
         sched = make_scheduler(opt, cfg.train, steps_per_epoch=-(-len(ys["train"]) // cfg.train.batch_size))
         best, best_state = -1.0, None
@@ -78,19 +84,21 @@ def bare_trials(data: str, models: list[str], epochs: int, threads: int) -> tupl
             classification_metrics(ev["y_true"], ev["y_pred"])
         parts["eval_s"] += time.perf_counter() - t_eval
         parts["trials_s"] += time.perf_counter() - t1
-        print(f"bare: {name} {epochs} epochs in {time.perf_counter() - t1:.1f} s (best val {best:.2%})", flush=True)
+        print(f"bare: {model_name} seed {seed}, {epochs} epoch(s) in {time.perf_counter() - t1:.1f} s "
+              f"(best val {best:.2%})", flush=True)
     return time.perf_counter() - t0, parts
 
 
-def sweep_trials(data: str, models: list[str], epochs: int, concurrent: int,
+def sweep_trials(data: str, model_name: str, seeds: int, epochs: int, concurrent: int,
                  cpus_per_worker: int) -> tuple[float, dict]:
     """`python -m sweep.run` on the same trials. Returns the wall time and, from the trials' own records,
     seconds in epochs (result.json's epoch_s), final evaluations and whole trials (final.json)."""
     with tempfile.TemporaryDirectory() as tmp:
         grid = Path(tmp) / "bench.yaml"
-        grid.write_text("scientific:\n  model.name: [" + ", ".join(models) + "]\n")
+        # The model fixed, not an axis: no profile extra model joins, every trial costs the same.
+        grid.write_text(f"fixed:\n  model.name: {model_name}\n")
         cmd = [sys.executable, "-m", "sweep.run", "--grid", str(grid), "--profile", "quick", "--data", data,
-               "--epochs", str(epochs), "--max-concurrent", str(concurrent), "--cpus-per-worker",
+               "--seeds", str(seeds), "--epochs", str(epochs), "--max-concurrent", str(concurrent), "--cpus-per-worker",
                str(cpus_per_worker), "--storage-path", tmp, "--name", "bench", "--no-report", "--num-cpus", "2"]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
@@ -131,25 +139,26 @@ def breakdown(bare: float, bare_parts: dict, sweep: float, sweep_parts: dict, n:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=str(DEFAULT_DATA))
-    p.add_argument("--models", default="baseline,vgg_fer_small",
-                   help="the quick profile's extra models are added (the sweep adds them too)")
-    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--model", default="baseline")
+    p.add_argument("--seeds", type=int, default=2, help="trials: the model with seeds 0..N-1")
+    p.add_argument("--epochs", type=int, default=2)
     args = p.parse_args()
     if args.data != "synthetic" and not Path(args.data).exists():
         sys.exit(f"{args.data}: FER-2013 not found (pass --data)")
-    # The same trials on both sides: sweep.run's quick profile appends its extra models to the grid.
-    models = args.models.split(",")
-    models += [m for m in PROFILES["quick"].extra_models if m not in models]
-    bare, bare_parts = bare_trials(args.data, models, args.epochs, threads=2)
-    print(f"bare loop, {len(models)} trials in turn, 2 threads: {bare:.1f} s", flush=True)
-    serial, serial_parts = sweep_trials(args.data, models, args.epochs, concurrent=1, cpus_per_worker=2)
+    n = args.seeds
+    bare, bare_parts = bare_trials(args.data, args.model, n, args.epochs, threads=2)
+    print(f"bare loop, {n} trials in turn, 2 threads: {bare:.1f} s", flush=True)
+    serial, serial_parts = sweep_trials(args.data, args.model, n, args.epochs, concurrent=1, cpus_per_worker=2)
     print(f"sweep.run, 1 trial at a time x 2 CPUs: {serial:.1f} s", flush=True)
-    parallel, _ = sweep_trials(args.data, models, args.epochs, concurrent=2, cpus_per_worker=1)
+    parallel, _ = sweep_trials(args.data, args.model, n, args.epochs, concurrent=2, cpus_per_worker=1)
     print(f"sweep.run, 2 trials at once x 1 CPU: {parallel:.1f} s "
           f"({serial / parallel:.2f}x the throughput of 1 x 2 CPUs)", flush=True)
-    breakdown(bare, bare_parts, serial, serial_parts, len(models))
-    print(f"sweep overhead vs bare loop (same trials, 1 at a time): {serial / bare - 1:+.1%} "
-          f"(bare {bare:.0f} s, sweep {serial:.0f} s, {len(models)} trials of ~{bare / len(models) / 60:.1f} min)")
+    breakdown(bare, bare_parts, serial, serial_parts, n)
+    minutes = bare / n / 60
+    print(f"machinery alone, like for like (1 trial at a time x 2 CPUs vs the bare loop): {serial / bare - 1:+.1%}")
+    # sweep.run's default on a 2-core machine: --cpus-per-worker 1, as many trials at once as fit (2).
+    print(f"sweep.run at its default (2 trials at once x 1 CPU) vs the bare loop one after another: "
+          f"{parallel / bare - 1:+.1%} (bare {bare:.0f} s, sweep {parallel:.0f} s, {n} trials of ~{minutes:.1f} min)")
 
 
 if __name__ == "__main__":

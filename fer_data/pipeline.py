@@ -6,8 +6,8 @@
    split (``limit_per_split``, for smoke runs), and splits it (``make_splits``);
 2. balances the training split only (``balance``);
 3. runs the deterministic preprocessing (``preprocess_images``) with Ray Data ``map_batches`` and
-   ``materialize()``s the result, so every trial that iterates these datasets (e.g. through
-   ``TorchTrainer(datasets=...)``) reads the stored uint8 [S, S] blocks and never re-runs it.
+   ``materialize()``s the result, so everything that reads these datasets (a sweep turns them into
+   object-store arrays once, for all its trials) gets the stored uint8 [S, S] blocks and never re-runs it.
    Augmentation is NOT here: it is random per epoch and runs in the training workers.
 
 ``PreparedData.datasets``: ``train`` (balanced), ``train_eval`` (the un-balanced training split, for

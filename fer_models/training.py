@@ -22,7 +22,6 @@ from typing import Iterable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 from torch import nn
 
 from . import perf
@@ -218,6 +217,10 @@ def classification_metrics(y_true, y_pred, num_classes: int = 7) -> dict:
     y_pred = np.asarray(y_pred, dtype=np.int64)
     if y_true.shape != y_pred.shape or y_true.ndim != 1:
         raise ValueError(f"y_true {y_true.shape} and y_pred {y_pred.shape} must be equal-length 1-D arrays")
+    # Imported here: scikit-learn (with scipy) costs ~1.3 s to import, paid by every process that imports
+    # this module (a sweep's trial driver and Train controller too), while only the final evaluation uses it.
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
     labels = list(range(num_classes))
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     mp, mr, mf, _ = precision_recall_fscore_support(y_true, y_pred, labels=labels, average="macro", zero_division=0)

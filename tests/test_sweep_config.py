@@ -112,3 +112,16 @@ def test_seeds_and_sets_parsing():
     assert parse_sets(["train.lr=0.0005", "data.standardize=true"]) == {"train.lr": 0.0005, "data.standardize": True}
     with pytest.raises(UsageError, match="--set train.lr: expected KEY=VALUE"):
         parse_sets(["train.lr"])
+
+
+def test_rank_share_gives_ddp_ranks_equal_disjoint_shares():
+    import numpy as np
+
+    from sweep.trial import _rank_share
+
+    x, y = np.arange(11 * 4).reshape(11, 2, 2), np.arange(11)
+    shares = [_rank_share(x, y, r, 3) for r in range(3)]
+    assert [len(sy) for _, sy in shares] == [3, 3, 3]  # 11 // 3 * 3 = 9 faces, 2 left over
+    assert sorted(np.concatenate([sy for _, sy in shares]).tolist()) == list(range(9))
+    assert all((sx[:, 0, 0] // 4 == sy).all() for sx, sy in shares)  # images stay with their labels
+    assert _rank_share(x, y, 0, 1)[1] is y

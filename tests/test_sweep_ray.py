@@ -175,3 +175,18 @@ def test_killed_worker_is_retried_from_its_checkpoint(tmp_path):
     assert epochs[-1] == 5 and min(epochs) == 1
     # resumed from the last checkpoint, not from scratch: epoch 1 reported once
     assert epochs.count(1) == 1, epochs
+
+
+def test_two_worker_trial_trains_with_ddp_on_equal_shares(tmp_path):
+    grid = tmp_path / "one.yaml"
+    grid.write_text("scientific:\n  model.name: [baseline]\n")
+    proc = run_sweep(tmp_path, "ddp", "--grid", str(grid), "--workers-per-trial", "2", "--cpus-per-worker", "1",
+                     "--epochs", "1", "--max-concurrent", "1")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "2 Train worker(s)" in proc.stdout
+    (t,) = [t for t in trials(tmp_path / "ddp") if t["config"]["model.name"] == "baseline"]
+    (row,) = [r for r in t["rows"] if "train/loss" in r]
+    assert row["epoch"] == 1 and 0.0 <= row["val/acc"] <= 1.0
+    # the final evaluation runs on rank 0 over whole splits, not one rank's share
+    assert sum(t["final"]["metrics"]["train"]["per_class"]["support"]) == 256
+    assert sum(t["final"]["metrics"]["test"]["per_class"]["support"]) == 140
