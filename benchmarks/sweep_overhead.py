@@ -95,8 +95,10 @@ def sweep_trials(data: str, model_name: str, seeds: int, epochs: int, concurrent
     seconds in epochs (result.json's epoch_s), final evaluations and whole trials (final.json)."""
     with tempfile.TemporaryDirectory() as tmp:
         grid = Path(tmp) / "bench.yaml"
-        # The model fixed, not an axis: no profile extra model joins, every trial costs the same.
-        grid.write_text(f"fixed:\n  model.name: {model_name}\n")
+        # The model fixed, not an axis (so no profile extra model joins): every trial costs the same. A grid
+        # needs an axis: the quick profile's input size, as a one-value axis.
+        size = PROFILES["quick"].settings["data.input_size"]
+        grid.write_text(f"scientific:\n  data.input_size: [{size}]\nfixed:\n  model.name: {model_name}\n")
         cmd = [sys.executable, "-m", "sweep.run", "--grid", str(grid), "--profile", "quick", "--data", data,
                "--seeds", str(seeds), "--epochs", str(epochs), "--max-concurrent", str(concurrent), "--cpus-per-worker",
                str(cpus_per_worker), "--storage-path", tmp, "--name", "bench", "--no-report", "--num-cpus", "2"]

@@ -12,9 +12,9 @@ import torch
 
 from fer_models import build_model, make_optimizer, set_threads, train_one_epoch
 
-# A trial's time outside its epochs and final evaluation (driver, TrainController and worker start, shard
-# reads, wrap-up): 21.5-22.5 s measured on the 2-core machine (benchmarks/results/sweep_overhead_2core.txt).
-FIXED_TRIAL_S = 22.0
+# A trial's time outside its epochs and final evaluation (driver, TrainController and worker start, data
+# fetch, wrap-up): 20 s measured on the 2-core machine (benchmarks/results/sweep_overhead_2core.txt).
+FIXED_TRIAL_S = 20.0
 EVAL_FACTOR = 1.15  # validation each epoch + augmentation, relative to the training step alone
 
 

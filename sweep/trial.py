@@ -166,7 +166,7 @@ def share_arrays(datasets: dict) -> dict:
 
     Made once per sweep, in the driver, so the blocks live on the driver's node. Every trial's workers
     fetch them with one `ray.get`: streaming them through Ray Train's dataset ingest instead started a
-    Ray Data executor (~4-9 s) and a DatasetManager actor in every trial, for ~50 MB that fits in memory.
+    Ray Data executor in every trial's worker (4-9 s before its first epoch), for ~50 MB that fits in memory.
     """
     refs, by_id = {}, {}
     for name, ds in datasets.items():
