@@ -34,12 +34,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fer_data import build_augmenter, compute_norm, load_dataset, make_splits, preprocess_images  # noqa: E402
+from fer_data import compute_norm, load_dataset, make_splits, preprocess_images  # noqa: E402
 from fer_models import build_model, classification_metrics, evaluate, make_optimizer, make_scheduler  # noqa: E402
 from fer_models import set_threads, train_one_epoch  # noqa: E402
 from sweep.config import TrialConfig  # noqa: E402
 from sweep.profiles import PROFILES  # noqa: E402
-from sweep.batches import eval_batches, train_batches  # noqa: E402
+from sweep.batches import epoch_stream, eval_batches, train_batches  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared/datasets/fer2013/icml_face_data.csv.gz"
 
@@ -67,10 +67,7 @@ def bare_trials(data: str, model_name: str, seeds: int, epochs: int, threads: in
         best, best_state = -1.0, None
         t_epochs = time.perf_counter()
         for epoch in range(epochs):
-            rng = np.random.default_rng([cfg.seed, epoch, 0])
-            torch.manual_seed(cfg.seed * 100_003 + epoch * 101)
-            aug = build_augmenter(cfg.augment, seed=int(rng.integers(2**31)))
-            order = rng.permutation(len(ys["train"]))
+            order, aug = epoch_stream(cfg.seed, epoch, 0, len(ys["train"]), cfg.augment)
             train_one_epoch(model, train_batches(pre["train"], ys["train"], order, cfg.train.batch_size, aug, cfg,
                                                  norm), opt, scheduler=sched)
             va = evaluate(model, eval_batches(pre["val"], ys["val"], cfg, norm))

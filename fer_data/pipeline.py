@@ -76,6 +76,7 @@ class PreparedData:
     counts: dict  # split -> per-class row counts (train after balancing)
     config: DataConfig
     source: str
+    test_copy_in_train: np.ndarray  # bool per test face: an exact copy of it is in the training split
 
 
 class _Preprocess:
@@ -164,7 +165,8 @@ def prepare(data_spec, cfg: DataConfig = DataConfig(), *, cache_dir: str | os.Pa
               "train_eval": np.bincount(splits.train_y, minlength=NUM_CLASSES).tolist(),
               "val": np.bincount(splits.val_y, minlength=NUM_CLASSES).tolist(),
               "test": np.bincount(splits.test_y, minlength=NUM_CLASSES).tolist()}
-    return PreparedData(datasets, weights, norm, splits.audit, arrays.sha256, counts, cfg, arrays.source)
+    return PreparedData(datasets, weights, norm, splits.audit, arrays.sha256, counts, cfg, arrays.source,
+                        splits.test_copy_in_train)
 
 
 __all__ = ["DataConfig", "PreparedData", "prepare", "compute_norm"]

@@ -36,6 +36,8 @@ class Splits:
     test_x: np.ndarray
     test_y: np.ndarray
     audit: dict = field(default_factory=dict)
+    # True where a test face has an exact byte copy in train: the leak's reach, face by face.
+    test_copy_in_train: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
 
 
 def image_digests(images: np.ndarray) -> np.ndarray:
@@ -74,15 +76,15 @@ def make_splits(arrays: FerArrays, protocol: str = "official", seed: int = 0) ->
     else:
         raise ValueError(f"unknown split protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
     train_d = image_digests(parts["train"][0])
+    test_copy = np.isin(image_digests(parts["test"][0]), train_d)
     audit = {
         "protocol": protocol,
         "seed": seed,
         "rows": {k: int(len(v[1])) for k, v in parts.items()},
         "counts": {k: np.bincount(v[1], minlength=NUM_CLASSES).tolist() for k, v in parts.items()},
-        "test_exact_copies_in_train_fraction": float(np.isin(image_digests(parts["test"][0]), train_d).mean())
-        if len(parts["test"][1]) else 0.0,
+        "test_exact_copies_in_train_fraction": float(test_copy.mean()) if len(test_copy) else 0.0,
         "val_exact_copies_in_train_fraction": float(np.isin(image_digests(parts["val"][0]), train_d).mean())
         if len(parts["val"][1]) else 0.0,
         **extra,
     }
-    return Splits(*parts["train"], *parts["val"], *parts["test"], audit=audit)
+    return Splits(*parts["train"], *parts["val"], *parts["test"], audit=audit, test_copy_in_train=test_copy)

@@ -5,11 +5,26 @@ Kept free of Ray so benchmarks (bare training loops, GPU timings) run the very s
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from fer_data import augment_batch, to_model_input
+from fer_data import augment_batch, build_augmenter, to_model_input
 
 EVAL_BATCH = 512
+
+
+def epoch_stream(seed: int, epoch: int, rank: int, n_train: int, augment):
+    """One epoch's randomness: (order of the training faces, augmenter), seeded from (seed, epoch, rank).
+
+    Paired seeds: nothing here depends on the model, so every variant trained with seed s on the same data sees
+    the same faces in the same order with the same augmentation draws, and per-seed differences between
+    variants cancel that noise. A resumed epoch gets the same stream. Also seeds torch's global generator
+    (dropout masks), which only a model's own layers consume.
+    """
+    rng = np.random.default_rng([seed, epoch, rank])
+    torch.manual_seed(seed * 100_003 + epoch * 101 + rank)
+    augmenter = build_augmenter(augment, seed=int(rng.integers(2**31)))
+    return rng.permutation(n_train), augmenter
 
 
 def train_batches(x, y, order, batch_size, augmenter, cfg, norm):

@@ -24,12 +24,11 @@ import torch
 import ray
 import ray.train
 import ray.train.torch
-from fer_data import build_augmenter
 from fer_models import build_model
 from fer_models.checkpoint import load_checkpoint, load_train_state, save_checkpoint, save_train_state
 from fer_models.perf import prepare_model, resolve_precision, set_threads
 from fer_models.training import classification_metrics, evaluate, make_optimizer, make_scheduler, train_one_epoch
-from sweep.batches import eval_batches, train_batches
+from sweep.batches import epoch_stream, eval_batches, train_batches
 from sweep.config import TrialConfig, flatten_params
 
 FINAL_FILE = "final.json"
@@ -98,11 +97,7 @@ def train_loop(loop_config: dict) -> None:
             "trial": loop_config["trial"]}
     for epoch in range(start_epoch, cfg.train.epochs):
         t0 = time.perf_counter()
-        # Seeds derived from (trial seed, epoch, rank): a resumed epoch sees the same order and augmentation.
-        rng = np.random.default_rng([cfg.seed, epoch, rank])
-        torch.manual_seed(cfg.seed * 100_003 + epoch * 101 + rank)
-        augmenter = build_augmenter(cfg.augment, seed=int(rng.integers(2**31)))
-        order = rng.permutation(len(train_x))
+        order, augmenter = epoch_stream(cfg.seed, epoch, rank, len(train_x), cfg.augment)
         batches = train_batches(train_x, train_y, order, cfg.train.batch_size, augmenter, cfg, norm)
         lr = optimizer.param_groups[0]["lr"]
         tr = train_one_epoch(net, batches, optimizer, class_weights=weights, scheduler=scheduler,
@@ -151,6 +146,9 @@ def train_loop(loop_config: dict) -> None:
                 ev = evaluate(best_model, eval_batches(x, y, cfg, norm), precision=precision,
                               device=device, class_weights=weights)
                 final["metrics"][split] = {"loss": ev["loss"], **classification_metrics(ev["y_true"], ev["y_pred"])}
+                if split == "test":
+                    final["metrics"]["test"]["subsets"] = copy_subsets(ev["y_true"], ev["y_pred"],
+                                                                       loop_config["test_copy_in_train"])
             final["eval_s"] = time.perf_counter() - t_eval
             for split in ("train", "val", "test"):
                 final_metrics[f"final/{split}/acc"] = final["metrics"][split]["acc"]
@@ -159,6 +157,24 @@ def train_loop(loop_config: dict) -> None:
             (Path(tmp) / FINAL_FILE).write_text(json.dumps(final))
             ckpt = ray.train.Checkpoint.from_directory(tmp)
         ray.train.report(final_metrics, checkpoint=ckpt)
+
+
+def copy_subsets(y_true: np.ndarray, y_pred: np.ndarray, copy_in_train) -> dict:
+    """Test accuracy and macro recall on the faces with an exact copy in this trial's training split and on
+    those without: what a leak can inflate, separated from what it cannot."""
+    from sklearn.metrics import recall_score
+
+    copy = np.asarray(copy_in_train, dtype=bool)
+    if copy.shape != y_true.shape:
+        raise ValueError(f"test copy mask has {copy.size} entries for {y_true.size} test faces")
+    out = {}
+    for name, mask in (("copy_in_train", copy), ("no_copy_in_train", ~copy)):
+        t, p = y_true[mask], y_pred[mask]
+        out[name] = {"n": int(mask.sum()),
+                     "acc": float((t == p).mean()) if mask.any() else None,
+                     "macro_recall": float(recall_score(t, p, labels=np.unique(t), average="macro", zero_division=0))
+                     if mask.any() else None}
+    return out
 
 
 def share_arrays(datasets: dict) -> dict:
@@ -205,11 +221,21 @@ def run_trial(config: dict, *, prepared: dict, resources: Resources, storage_pat
     cfg = TrialConfig.from_flat(flat)
     data = prepared[data_key(cfg.data)]
     ctx = get_context()
+    trial_dir = Path(ctx.get_trial_dir())
+    done = _read_final(trial_dir)
+    if done is not None:
+        # Complete results from before an interrupt that fell between this file's write and Tune marking the
+        # trial finished: a resumed sweep hands Tune the same final metrics and leaves the folder untouched.
+        from ray import tune
+
+        tune.report(final_result(done, cfg.train.epochs))
+        return
     started = time.time()
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={"trial": flat, "norm": data["norm"], "class_weights": data["class_weights"],
-                           "data": data["arrays"], "threads": resources.cpus_per_worker},
+                           "data": data["arrays"], "test_copy_in_train": data["test_copy_in_train"],
+                           "threads": resources.cpus_per_worker},
         scaling_config=ray.train.ScalingConfig(num_workers=resources.workers, use_gpu=resources.use_gpu,
                                                resources_per_worker=resources.worker_resources()),
         run_config=ray.train.RunConfig(
@@ -222,14 +248,34 @@ def run_trial(config: dict, *, prepared: dict, resources: Resources, storage_pat
         ),
     )
     result = trainer.fit()
-    trial_dir = Path(ctx.get_trial_dir())
     with result.checkpoint.as_directory() as d:
         final = json.loads((Path(d) / FINAL_FILE).read_text())
         # The selected weights beside the trial's results: `--checkpoint <trial folder>` finds them.
         shutil.copytree(Path(d) / "best", trial_dir / "best_model", dirs_exist_ok=True)
     final["wall_s"] = time.time() - started
-    (trial_dir / "final.json").write_text(json.dumps(final, indent=1))
     _write_confusion_image(trial_dir, final, cfg)
+    # Last, and atomically: a complete final.json is what marks a trial finished (see above).
+    tmp = trial_dir / f".{FINAL_FILE}.tmp"
+    tmp.write_text(json.dumps(final, indent=1))
+    tmp.replace(trial_dir / FINAL_FILE)
+
+
+def _read_final(trial_dir: Path) -> dict | None:
+    try:
+        final = json.loads((trial_dir / FINAL_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return final if isinstance(final, dict) and "test" in final.get("metrics", {}) else None
+
+
+def final_result(final: dict, epochs: int) -> dict:
+    """The metrics the Train worker's last report carried, rebuilt from `final.json`."""
+    out = {"epoch": epochs, "val/acc": final["metrics"]["val"]["acc"], "best_val_acc": final["metrics"]["val"]["acc"],
+           "best_epoch": final["best_epoch"]}
+    for split in ("train", "val", "test"):
+        out[f"final/{split}/acc"] = final["metrics"][split]["acc"]
+        out[f"final/{split}/macro_f1"] = final["metrics"][split]["macro_f1"]
+    return out
 
 
 def data_key(data_section) -> str:

@@ -12,8 +12,8 @@ def test_builtin_grids_load_and_name_the_study_variants():
     ablation = load_grid("ablation")
     assert ablation.scientific["model.name"] == ["baseline", "no_batchnorm", "no_dropout", "fewer_layers", "optimized"]
     points = ablation.points([0, 1, 2])
-    assert len(points) == 5 * 3 + 1  # the leaky audit trial (first seed only) + variants x seeds
-    assert points[0] == {"model.name": "optimized", "data.protocol": "leaky-oversample-before-split", "seed": 0}
+    assert len(points) == 5 * 3 + 2  # the leaky audit trial and its control (first seed only) + variants x seeds
+    assert points[0] == {"model.name": "baseline", "data.protocol": "leaky-oversample-before-split", "seed": 0}
     search = load_grid("search")
     assert set(search.search["space"]) == {"model.l2", "model.dropout"}
     stronger = load_grid("stronger")
@@ -26,7 +26,7 @@ def test_quick_and_paper_add_a_stronger_model_to_the_model_axis():
     study = ablation.scientific["model.name"]
     quick = with_extra_models(ablation, PROFILES["quick"].extra_models)
     assert quick.scientific["model.name"] == study + ["vgg_fer_small"]
-    assert len(quick.points([0])) == 6 + 1  # + the leaky audit trial
+    assert len(quick.points([0])) == 6 + 2  # + the leaky audit trial and its control
     assert with_extra_models(ablation, PROFILES["paper"].extra_models).scientific["model.name"] == study + ["vgg_fer"]
     assert PROFILES["smoke"].extra_models == ()  # the smoke grid stays the study's five
     search = load_grid("search")  # no model axis: nothing to add to

@@ -52,8 +52,9 @@ def ablation(tmp_path_factory):
 def test_smoke_ablation_runs_every_variant_end_to_end(ablation):
     exp, out = ablation
     ts = trials(exp)
-    assert sorted(t["config"]["model.name"] for t in ts) == sorted(STUDY + ["optimized"])
+    assert sorted(t["config"]["model.name"] for t in ts) == sorted(STUDY + ["baseline", "baseline"])  # + the audit
     assert {t["config"]["data.protocol"] for t in ts} == {"official", "leaky-oversample-before-split"}
+    assert sorted(t["config"]["data.balance"] for t in ts) == ["none"] * 6 + ["oversample"]  # the leak's control
     for t in ts:
         assert t["final"] is not None, f"{t['dir']} has no final.json"
         epochs = [r for r in t["rows"] if "train/loss" in r]
@@ -63,6 +64,11 @@ def test_smoke_ablation_runs_every_variant_end_to_end(ablation):
             assert 0.0 <= m["acc"] <= 1.0 and len(m["per_class"]["f1"]) == 7
             assert sum(map(sum, m["confusion"])) == sum(m["per_class"]["support"])
         assert t["final"]["metrics"]["val"]["acc"] == pytest.approx(max(r["val/acc"] for r in epochs))
+        subsets = t["final"]["metrics"]["test"]["subsets"]  # the leak's reach, face by face
+        assert subsets["copy_in_train"]["n"] + subsets["no_copy_in_train"]["n"] == sum(
+            t["final"]["metrics"]["test"]["per_class"]["support"])
+        leaky = t["config"]["data.protocol"] != "official"
+        assert (subsets["copy_in_train"]["n"] > 0) == leaky  # synthetic faces have no copies across official splits
     # the selected weights sit in each trial folder and load safely, rebuilt as the same architecture
     from fer_models import load_checkpoint
 
