@@ -1,15 +1,23 @@
-"""Across-seed statistics for the report: mean/std with a Student-t 95% interval, Welch's t-test
-on the difference of two groups of seeds, and the interval-based verdict rule for a claim.
+"""Across-seed statistics for the report, as pure functions over plain numbers (accuracies as fractions).
 
-Pure functions over plain sequences of floats (accuracies as fractions 0..1); no I/O.
-`sweep.report` formats what these return.
+- `summarize`: mean, sample std and a Student-t 95% interval of the mean.
+- `welch` / `paired` / `compare`: the difference of two groups of seeds. `compare` pairs by seed value
+  (a paired t-test on the per-seed differences over the seeds both groups ran) when at least two seeds are
+  shared, and falls back to Welch's unequal-variance t-test otherwise.
+- `holm`: Holm's step-down adjustment of a family of p-values.
+- `verdict`: the report's verdict for one comparison; the verdict names are the constants below.
+- `still_improving`, `is_collapsed`, `majority_rate`: the budget, collapse and chance rules.
+
+Degenerate inputs are explicit: n<2 gives no interval and no test (`note == "n<2"`); zero variance gives
+no interval and no p-value (`note` says so) instead of p=0 with a zero-width interval.
+No I/O; `sweep.report` formats what these return.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,16 +26,37 @@ from scipy import stats as st
 CONFIDENCE = 0.95
 ALPHA = 1.0 - CONFIDENCE
 
+# A difference whose whole 95% interval lies within +-TIE_MARGIN_PP percentage points is a demonstrated tie.
+TIE_MARGIN_PP = 2.0
+# Collapse rule: macro recall within COLLAPSE_RECALL_MARGIN of uniform chance, or at least
+# COLLAPSE_SHARE of the predictions in one class.
+COLLAPSE_RECALL_MARGIN = 0.02
+COLLAPSE_SHARE = 0.90
+# Plateau rule (see still_improving).
+IMPROVING_WINDOW = 2
+IMPROVING_THRESHOLD_PP = 1.0
+
+# Verdict names (the report prints them as they are).
 HOLDS = "holds"
 DOES_NOT_HOLD = "does not hold"
+TIE = "tie"
 INCONCLUSIVE = "inconclusive"
+COLLAPSED = "collapsed"
+NOT_SETTLED = "not settled at this budget"
+VERDICTS = (HOLDS, DOES_NOT_HOLD, TIE, INCONCLUSIVE, COLLAPSED, NOT_SETTLED)
+
+N_LT_2 = "n<2"
+ZERO_VARIANCE = "zero variance"
+_EPS = 1e-12  # a std below this is zero (identical seeds)
+
+NAN = float("nan")
 
 
 @dataclass(frozen=True)
 class Summary:
     """Mean over seeds; `std` is the sample std (ddof=1); `lo`/`hi` the 95% t interval of the mean.
 
-    With n=1 std/lo/hi are NaN (no interval); with n=0 everything is NaN.
+    n=0: everything NaN. n=1: std/lo/hi NaN, note "n<2". Zero spread: std 0, lo/hi NaN, note "zero variance".
     """
 
     n: int
@@ -35,6 +64,7 @@ class Summary:
     std: float
     lo: float
     hi: float
+    note: str = ""
 
     @property
     def has_interval(self) -> bool:
@@ -43,9 +73,11 @@ class Summary:
 
 @dataclass(frozen=True)
 class Difference:
-    """Welch comparison of group a minus group b: mean difference, its 95% interval and p-value.
+    """Mean of a minus mean of b (paired: mean of the per-seed differences), its 95% interval and p-value.
 
-    `lo`, `hi`, `p`, `df` are NaN when either side has fewer than 2 values (`tested` is False).
+    `test` is "paired", "welch" or "none" (nothing to compare). `lo`, `hi`, `p`, `df` are NaN when the
+    test is undefined; `note` then says why ("n<2", "zero variance ..."). `effect` is Cohen's d (Welch,
+    pooled sd) or d_z (paired: mean difference / sd of the differences), NaN when undefined.
     """
 
     n_a: int
@@ -55,10 +87,20 @@ class Difference:
     hi: float
     p: float
     df: float
+    test: str = "welch"
+    n_pairs: int = 0
+    effect: float = NAN
+    effect_name: str = "d"
+    note: str = ""
 
     @property
     def tested(self) -> bool:
-        return self.n_a >= 2 and self.n_b >= 2 and math.isfinite(self.lo) and math.isfinite(self.hi)
+        return math.isfinite(self.p) and math.isfinite(self.lo) and math.isfinite(self.hi)
+
+    @property
+    def n(self) -> int:
+        """Seeds behind the estimate: pairs for a paired test, else the smaller group."""
+        return self.n_pairs if self.test == "paired" else min(self.n_a, self.n_b)
 
 
 def _clean(values: Sequence[float]) -> np.ndarray:
@@ -67,46 +109,201 @@ def _clean(values: Sequence[float]) -> np.ndarray:
     return arr[np.isfinite(arr)]
 
 
-def summarize(values: Sequence[float]) -> Summary:
-    """Mean, sample std and 95% Student-t interval (n-1 degrees of freedom) of `values`."""
+def _clip(lo: float, hi: float, clip: tuple[float, float] | None) -> tuple[float, float]:
+    if clip is None or not (math.isfinite(lo) and math.isfinite(hi)):
+        return lo, hi
+    return max(lo, clip[0]), min(hi, clip[1])
+
+
+def _tcrit(df: float) -> float:
+    return float(st.t.ppf(1.0 - ALPHA / 2.0, df=df))
+
+
+def summarize(values: Sequence[float], clip: tuple[float, float] | None = None) -> Summary:
+    """Mean, sample std and 95% Student-t interval (n-1 df) of `values`; the interval is clipped to `clip`
+    (e.g. (0, 1) for an accuracy, which cannot leave that range whatever the t interval says)."""
     x = _clean(values)
     n = int(x.size)
-    nan = float("nan")
     if n == 0:
-        return Summary(0, nan, nan, nan, nan)
+        return Summary(0, NAN, NAN, NAN, NAN, "no values")
     mean = float(x.mean())
     if n == 1:
-        return Summary(1, mean, nan, nan, nan)
+        return Summary(1, mean, NAN, NAN, NAN, N_LT_2)
     std = float(x.std(ddof=1))
-    half = float(st.t.ppf(1.0 - ALPHA / 2.0, df=n - 1)) * std / math.sqrt(n)
-    return Summary(n, mean, std, mean - half, mean + half)
+    if std <= _EPS:
+        return Summary(n, mean, 0.0, NAN, NAN, ZERO_VARIANCE)
+    half = _tcrit(n - 1) * std / math.sqrt(n)
+    lo, hi = _clip(mean - half, mean + half, clip)
+    return Summary(n, mean, std, lo, hi)
 
 
-def welch(a: Sequence[float], b: Sequence[float]) -> Difference:
-    """Welch's unequal-variance t-test of mean(a) - mean(b) with its 95% interval (scipy)."""
+def welch(a: Sequence[float], b: Sequence[float], clip: tuple[float, float] | None = None) -> Difference:
+    """Welch's unequal-variance t-test of mean(a) - mean(b) with its 95% interval (scipy).
+
+    n<2 on either side, or zero variance on both sides (the standard error is 0), gives no test.
+    """
     xa, xb = _clean(a), _clean(b)
-    nan = float("nan")
-    diff = float(xa.mean() - xb.mean()) if xa.size and xb.size else nan
-    if xa.size < 2 or xb.size < 2:
-        return Difference(int(xa.size), int(xb.size), diff, nan, nan, nan, nan)
+    diff = float(xa.mean() - xb.mean()) if xa.size and xb.size else NAN
+    na, nb = int(xa.size), int(xb.size)
+    if na < 2 or nb < 2:
+        return Difference(na, nb, diff, NAN, NAN, NAN, NAN, "welch" if na and nb else "none", note=N_LT_2)
+    va, vb = float(xa.var(ddof=1)), float(xb.var(ddof=1))
+    pooled = math.sqrt(((na - 1) * va + (nb - 1) * vb) / (na + nb - 2))
+    effect = diff / pooled if pooled > _EPS else NAN
+    if math.sqrt(va) <= _EPS and math.sqrt(vb) <= _EPS:
+        return Difference(na, nb, diff, NAN, NAN, NAN, NAN, "welch", effect=NAN,
+                          note=f"{ZERO_VARIANCE} on both sides (every seed identical): no t-test")
     with warnings.catch_warnings():
-        # identical seeds (zero variance) make scipy warn about precision; the result is still defined
         warnings.simplefilter("ignore", RuntimeWarning)
         res = st.ttest_ind(xa, xb, equal_var=False)
         ci = res.confidence_interval(confidence_level=CONFIDENCE)
-    return Difference(
-        int(xa.size), int(xb.size), diff, float(ci.low), float(ci.high), float(res.pvalue), float(res.df)
-    )
+    lo, hi = _clip(float(ci.low), float(ci.high), clip)
+    return Difference(na, nb, diff, lo, hi, float(res.pvalue), float(res.df), "welch", effect=effect)
+
+
+def paired(a: Sequence[float], b: Sequence[float], clip: tuple[float, float] | None = None) -> Difference:
+    """Paired t-test on the differences a[i] - b[i] (same seed at the same index), with its 95% interval."""
+    if len(a) != len(b):
+        raise ValueError(f"paired: {len(a)} vs {len(b)} values; pairs must line up")
+    pairs = [(x, y) for x, y in zip(a, b)
+             if x is not None and y is not None and math.isfinite(x) and math.isfinite(y)]
+    d = np.asarray([x - y for x, y in pairs], dtype=float)
+    n = int(d.size)
+    mean = float(d.mean()) if n else NAN
+    if n < 2:
+        return Difference(n, n, mean, NAN, NAN, NAN, NAN, "paired" if n else "none", n_pairs=n,
+                          effect_name="d_z", note=N_LT_2)
+    sd = float(d.std(ddof=1))
+    if sd <= _EPS:
+        return Difference(n, n, mean, NAN, NAN, NAN, NAN, "paired", n_pairs=n, effect_name="d_z",
+                          note=f"{ZERO_VARIANCE} of the paired differences (every seed differs by the same "
+                               "amount): no t-test")
+    se = sd / math.sqrt(n)
+    t = mean / se
+    p = float(2.0 * st.t.sf(abs(t), df=n - 1))
+    half = _tcrit(n - 1) * se
+    lo, hi = _clip(mean - half, mean + half, clip)
+    return Difference(n, n, mean, lo, hi, p, float(n - 1), "paired", n_pairs=n, effect=mean / sd,
+                      effect_name="d_z")
+
+
+def compare(a: Mapping, b: Mapping, clip: tuple[float, float] | None = None) -> Difference:
+    """a minus b where each maps seed -> value. Paired over the shared seeds when at least two seeds are
+    shared (seeds only one side ran are left out), Welch over all values otherwise."""
+    shared = sorted(set(a) & set(b), key=repr)
+    if len(shared) >= 2:
+        return paired([a[s] for s in shared], [b[s] for s in shared], clip)
+    return welch(list(a.values()), list(b.values()), clip)
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the input order. NaN (untested) entries stay NaN and do not
+    count towards the family size. adj_(i) = max_{j<=i} min(1, (m - j + 1) p_(j)) over sorted p."""
+    idx = [i for i, p in enumerate(pvalues) if p is not None and math.isfinite(p)]
+    m = len(idx)
+    out = [NAN] * len(pvalues)
+    running = 0.0
+    for rank, i in enumerate(sorted(idx, key=lambda i: (pvalues[i], i))):
+        running = max(running, min(1.0, (m - rank) * float(pvalues[i])))
+        out[i] = running
+    return out
 
 
 def interval_verdict(lo: float, hi: float, claimed_sign: int) -> str:
-    """Verdict for a claim that a quantity is > 0 (claimed_sign=+1) or < 0 (claimed_sign=-1).
-
-    "holds" when the whole 95% interval lies on the claimed side of 0, "does not hold" when it lies
-    entirely on the other side, "inconclusive" when it contains 0 or is undefined (n<2).
-    """
+    """Verdict for a claim that a quantity is > 0 (claimed_sign=+1) or < 0 (claimed_sign=-1), from its
+    interval alone: holds / does not hold when it lies entirely on one side of 0, else inconclusive."""
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return INCONCLUSIVE
     if claimed_sign > 0:
         return HOLDS if lo > 0 else DOES_NOT_HOLD if hi < 0 else INCONCLUSIVE
     return HOLDS if hi < 0 else DOES_NOT_HOLD if lo > 0 else INCONCLUSIVE
+
+
+def is_tie(lo: float, hi: float, margin_pp: float = TIE_MARGIN_PP) -> bool:
+    """The whole 95% interval of a difference (fractions) lies strictly within +-margin_pp points."""
+    m = margin_pp / 100.0
+    return math.isfinite(lo) and math.isfinite(hi) and lo > -m and hi < m
+
+
+def verdict(d: Difference, claimed_sign: int, p_adj: float | None = None, *, collapsed: bool = False,
+            not_settled: bool = False) -> str:
+    """The report's verdict for "a - b has sign `claimed_sign`", in this order:
+
+    1. COLLAPSED when either side has a seed whose predictions collapsed;
+    2. NOT_SETTLED when either side was still improving at its last epoch;
+    3. HOLDS / DOES_NOT_HOLD when the 95% interval lies entirely on one side of 0 and the (Holm-adjusted)
+       p-value is below ALPHA;
+    4. TIE when the interval lies inside +-TIE_MARGIN_PP;
+    5. INCONCLUSIVE otherwise, including no test (n<2, zero variance).
+    """
+    if collapsed:
+        return COLLAPSED
+    if not_settled:
+        return NOT_SETTLED
+    return statistical_verdict(d, claimed_sign, p_adj)
+
+
+def statistical_verdict(d: Difference, claimed_sign: int, p_adj: float | None = None) -> str:
+    """Steps 3-5 of `verdict`: what the interval and p-value alone say."""
+    if not d.tested:
+        return INCONCLUSIVE
+    p = d.p if p_adj is None or not math.isfinite(p_adj) else p_adj
+    side = interval_verdict(d.lo, d.hi, claimed_sign)
+    if side != INCONCLUSIVE and p < ALPHA:
+        return side
+    if is_tie(d.lo, d.hi):
+        return TIE
+    return INCONCLUSIVE
+
+
+def still_improving(curve: Sequence[float], window: int = IMPROVING_WINDOW,
+                    threshold_pp: float = IMPROVING_THRESHOLD_PP) -> bool:
+    """True when a per-epoch accuracy curve (fractions, one value per epoch in order) rose by more than
+    `threshold_pp` percentage points over its last `window` epochs: curve[-1] - curve[-1 - window].
+
+    A curve shorter than window + 1 epochs is compared with its first value; a single value (or none)
+    gives False, since there is no rise to measure. Missing or non-finite values are skipped.
+    """
+    xs = [float(x) for x in curve if x is not None and math.isfinite(float(x))]
+    if len(xs) < 2:
+        return False
+    before = xs[max(0, len(xs) - 1 - window)]
+    return 100.0 * (xs[-1] - before) > threshold_pp + 1e-9  # 0.51 - 0.50 must count as exactly 1 pp
+
+
+def is_collapsed(confusion: Sequence[Sequence[float]] | None = None, macro_recall: float | None = None,
+                 n_classes: int | None = None) -> tuple[bool, str]:
+    """Whether one split's predictions collapsed to (nearly) one class, with the reason.
+
+    Collapsed when the macro recall is within COLLAPSE_RECALL_MARGIN of 1/K, or when at least
+    COLLAPSE_SHARE of the predictions (the confusion matrix's column sums; rows = true class) fall in one
+    class. Returns (False, "") when neither can be checked.
+    """
+    k = n_classes
+    shares = None
+    if confusion is not None:
+        cm = np.asarray(confusion, dtype=float)
+        if cm.ndim == 2 and cm.shape[0] == cm.shape[1] and cm.size and np.isfinite(cm).all() and cm.sum() > 0:
+            k = k or cm.shape[0]
+            shares = cm.sum(axis=0) / cm.sum()
+    k = k or 7
+    if shares is not None and shares.max() >= COLLAPSE_SHARE:
+        return True, f"{100 * shares.max():.1f}% of predictions in class {int(shares.argmax())}"
+    near_chance = macro_recall is not None and math.isfinite(macro_recall) and (
+        abs(macro_recall - 1.0 / k) <= COLLAPSE_RECALL_MARGIN + 1e-12)
+    if near_chance:
+        return True, f"macro recall {100 * macro_recall:.2f}% is within {100 * COLLAPSE_RECALL_MARGIN:.0f} pp of 1/{k}"
+    return False, ""
+
+
+def majority_rate(support: Sequence[float] | None) -> float | None:
+    """Accuracy of always predicting the most frequent class: max(support) / sum(support)."""
+    if support is None:
+        return None
+    try:
+        s = np.asarray(support, dtype=float)
+    except (TypeError, ValueError):
+        return None
+    if s.ndim != 1 or not s.size or not np.isfinite(s).all() or s.sum() <= 0:
+        return None
+    return float(s.max() / s.sum())

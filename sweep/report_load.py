@@ -1,0 +1,509 @@
+"""Read an experiment folder (docs/DESIGN.md) into trials and group them into variants.
+
+`load_experiment(dir)` reads `sweep_meta.json` and every trial folder; it refuses (ReportError) a folder
+that is not an experiment: missing, without trial folders or without `sweep_meta.json`. One odd trial
+never sinks the report: what was wrong is kept in `Trial.problems`. `group_variants` groups trials by
+every varying non-seed key and refuses two trials of one variant with the same seed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sweep import stats
+from sweep.params import flatten_params
+from sweep.stats import Summary, summarize
+
+OFFICIAL = "official"
+LEAKY = "leaky-oversample-before-split"
+BASELINE = "baseline"
+MODEL_ORDER = ("baseline", "no_batchnorm", "no_dropout", "fewer_layers", "optimized")
+SEED_KEYS = ("seed",)  # plus any key ending in ".seed"
+SUBSETS = ("copy_in_train", "no_copy_in_train")  # final.json metrics.test.subsets
+ACC_CLIP = (0.0, 1.0)  # intervals of accuracies (fractions) stay inside [0, 1]
+TRIAL_FILES = ("params.json", "result.json", "final.json", "error.txt")
+LABEL_DEFAULTS = {("data.balance", "none")}
+
+
+class ReportError(ValueError):
+    """Bad input to the report: not an experiment folder, duplicate seeds, an output it must not overwrite."""
+
+
+def _num(x: Any) -> float | None:
+    """A finite float, or None for anything else (missing, str, bool, NaN)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    """Flatten nested dicts to dotted keys ("model": {"name": x} -> "model.name": x)."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def merge_params(params: dict) -> dict:
+    """Tune's params.json -> flat dotted keys: the grid point's nested `"variant"` dict is merged into
+    the top level (`sweep.params.flatten_params`); any other nested dict is flattened to dotted keys."""
+    if isinstance(params.get("train_loop_config"), dict):  # a Ray Train trainer run inside Tune nests it
+        params = {**{k: v for k, v in params.items() if k != "train_loop_config"}, **params["train_loop_config"]}
+    return _flatten(flatten_params(params))
+
+
+def _hashable(v: Any) -> Any:
+    return json.dumps(v, sort_keys=True) if isinstance(v, (list, dict)) else v
+
+
+def _epoch_of(row: dict) -> int | None:
+    e = _num(row.get("epoch"))
+    if e is None:
+        e = _num(row.get("training_iteration"))
+    return int(e) if e is not None else None
+
+
+@dataclass
+class Trial:
+    """One Tune trial folder as read from disk; `problems` lists whatever was odd about it."""
+
+    name: str
+    path: Path
+    params: dict = field(default_factory=dict)
+    rows: list[dict] = field(default_factory=list)
+    final: dict | None = None
+    error: str | None = None  # first line of error.txt (+ the exception line when Tune's header)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        if self.final is not None:
+            return "completed"
+        if self.error is not None:
+            return "failed"
+        if self.rows:
+            return "stopped"
+        return "no results"
+
+    @property
+    def seed(self) -> Any:
+        """The trial's seed (params `seed`), or None."""
+        s = self.params.get("seed")
+        return _hashable(s) if s is not None else None
+
+    @property
+    def seed_key(self) -> Any:
+        """What pairs this trial with another variant's: its seed, or a key that pairs with nothing."""
+        return self.seed if self.seed is not None else ("trial", self.name)
+
+    def split_metrics(self, split: str) -> dict:
+        m = (self.final or {}).get("metrics")
+        if isinstance(m, dict) and isinstance(m.get(split), dict):
+            return m[split]
+        return {}
+
+    def metric(self, split: str, key: str = "acc", subset: str | None = None) -> float | None:
+        """A scalar from final.json `metrics[split][key]` (or `metrics[split].subsets[subset][key]`), or None."""
+        m = self.split_metrics(split)
+        if subset is not None:
+            m = (m.get("subsets") or {}).get(subset) if isinstance(m.get("subsets"), dict) else None
+            if not isinstance(m, dict):
+                return None
+        return _num(m.get(key))
+
+    def support(self, split: str) -> list[float] | None:
+        s = (self.split_metrics(split).get("per_class") or {}).get("support")
+        return s if isinstance(s, list) and all(_num(x) is not None for x in s) and s else None
+
+    def epoch_rows(self) -> list[dict]:
+        """One result row per trained epoch, in order. Rows without train metrics (the trial's closing
+        report repeats the last epoch with the selected weights' val/acc) are left out; a repeated epoch
+        (a retried worker) keeps its last row."""
+        by_epoch: dict[int, dict] = {}
+        for r in self.rows:
+            e = _epoch_of(r)
+            if e is None or not any(k in r for k in ("train/acc", "train/loss")):
+                continue
+            by_epoch[e] = r
+        return [by_epoch[e] for e in sorted(by_epoch)]
+
+    def curve(self, key: str) -> dict[int, float]:
+        """{epoch: value} of one per-epoch metric ("val/acc", "train/acc", ...)."""
+        out = {}
+        for r in self.epoch_rows():
+            x = _num(r.get(key))
+            if x is not None:
+                out[_epoch_of(r)] = x
+        return out
+
+    @property
+    def best_val_acc(self) -> float | None:
+        """Best validation accuracy seen (Tune's per-epoch `best_val_acc`/`val/acc`); never test."""
+        vals = [_num(r.get("best_val_acc")) for r in self.rows] + [_num(r.get("val/acc")) for r in self.rows]
+        vals = [v for v in vals if v is not None]
+        if vals:
+            return max(vals)
+        return self.metric("val", "acc")
+
+    @property
+    def epochs_run(self) -> int | None:
+        e = _num((self.final or {}).get("epochs_run"))
+        if e is not None:
+            return int(e)
+        epochs = [_epoch_of(r) for r in self.rows]
+        epochs = [e for e in epochs if e is not None]
+        return max(epochs) if epochs else None
+
+    @property
+    def best_epoch(self) -> int | None:
+        """final.json `best_epoch`, else the first epoch with the highest per-epoch val/acc."""
+        b = _num((self.final or {}).get("best_epoch"))
+        if b is not None:
+            return int(b)
+        c = self.curve("val/acc")
+        return max(c, key=lambda e: (c[e], -e)) if c else None
+
+    @property
+    def wall_s(self) -> float | None:
+        w = _num((self.final or {}).get("wall_s"))
+        if w is not None:
+            return w
+        times = [_num(r.get("time_total_s")) for r in self.rows]
+        times = [t for t in times if t is not None]
+        return max(times) if times else None
+
+    @property
+    def n_params(self) -> int | None:
+        p = _num((self.final or {}).get("params"))
+        return int(p) if p is not None else None
+
+    def collapse(self) -> tuple[bool, str]:
+        """(collapsed, why) from the test split, then the val split (stats.is_collapsed)."""
+        for split in ("test", "val"):
+            m = self.split_metrics(split)
+            if not m:
+                continue
+            hit, why = stats.is_collapsed(m.get("confusion"), _num(m.get("macro_recall")))
+            if hit:
+                return True, f"{split}: {why}"
+        return False, ""
+
+
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _read_error(path: Path) -> str:
+    text = ANSI_ESCAPE.sub("", path.read_text(errors="replace"))  # Ray colours parts of its tracebacks
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return "(empty error.txt)"
+    first = lines[0]
+    # Tune's error.txt starts with "Failure # 1 (occurred at ...)"; the exception is at the end
+    if first.startswith("Failure #") and len(lines) > 1:
+        return f"{first}: {lines[-1]}"
+    return first
+
+
+def load_trial(path: Path) -> Trial:
+    """Read one trial folder; never raises: anything odd is recorded in `Trial.problems`."""
+    t = Trial(name=path.name, path=path)
+    p = path / "params.json"
+    if p.exists():
+        try:
+            params = json.loads(p.read_text())
+            if not isinstance(params, dict):
+                raise ValueError("not a JSON object")
+            t.params = merge_params(params)
+        except (ValueError, OSError) as exc:
+            t.problems.append(f"{p.name}: unreadable ({exc})")
+    else:
+        t.problems.append("params.json missing")
+    r = path / "result.json"
+    if r.exists():
+        bad = 0
+        for line in r.read_text(errors="replace").splitlines():
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                if isinstance(row, dict):
+                    t.rows.append(row)
+                else:
+                    bad += 1
+            except ValueError:
+                bad += 1
+        if bad:
+            t.problems.append(f"result.json: {bad} unparsable line(s) skipped")
+    f = path / "final.json"
+    if f.exists():
+        try:
+            final = json.loads(f.read_text())
+            if not isinstance(final, dict) or not isinstance(final.get("metrics"), dict):
+                raise ValueError("no 'metrics' object")
+            t.final = final
+            if t.metric("test", "acc") is None:
+                t.problems.append("final.json: metrics.test.acc missing or not a number")
+        except (ValueError, OSError) as exc:
+            t.problems.append(f"final.json: unreadable ({exc}); trial not counted")
+    e = path / "error.txt"
+    if e.exists():
+        try:
+            t.error = _read_error(e)
+        except OSError as exc:
+            t.error = f"(error.txt unreadable: {exc})"
+    return t
+
+
+@dataclass
+class Experiment:
+    path: Path
+    meta: dict
+    trials: list[Trial]
+    problems: list[str]
+
+
+def load_experiment(exp_dir: str | Path) -> Experiment:
+    """Read sweep_meta.json and every trial folder (a sub-folder holding any of TRIAL_FILES).
+
+    Raises ReportError for a folder that is missing, holds no trial folders, or has no sweep_meta.json.
+    """
+    path = Path(exp_dir)
+    if not path.is_dir():
+        raise ReportError(f"{path}: experiment folder does not exist (expected <storage>/<name>/)")
+    subs = sorted(p for p in path.iterdir() if p.is_dir())
+    trial_dirs = [s for s in subs if any((s / n).exists() for n in TRIAL_FILES)]
+    mp = path / "sweep_meta.json"
+    if not trial_dirs:
+        what = "has sweep_meta.json but" if mp.exists() else "has no sweep_meta.json and"
+        raise ReportError(f"{path}: not an experiment folder: it {what} no trial folders "
+                          f"(sub-folders holding {'/'.join(TRIAL_FILES)}); nothing to report")
+    if not mp.exists():
+        raise ReportError(f"{path}: not an experiment folder written by sweep.run: sweep_meta.json is missing")
+    problems: list[str] = []
+    meta: dict = {}
+    try:
+        meta = json.loads(mp.read_text())
+        if not isinstance(meta, dict):
+            problems.append(f"{mp.name}: not a JSON object; ignored")
+            meta = {}
+    except (ValueError, OSError) as exc:
+        problems.append(f"{mp.name}: unreadable ({exc}); ignored")
+    trials = []
+    for sub in trial_dirs:
+        try:
+            trials.append(load_trial(sub))
+        except Exception as exc:  # one odd trial must not sink the report
+            trials.append(Trial(name=sub.name, path=sub, problems=[f"could not be read: {exc!r}"]))
+    return Experiment(path, meta, trials, problems)
+
+
+# ----------------------------------------------------------------------------- grouping
+
+
+def is_seed_key(k: str) -> bool:
+    return k in SEED_KEYS or k.endswith(".seed")
+
+
+def search_block(meta: dict) -> dict | None:
+    s = meta.get("search")
+    return s if isinstance(s, dict) else ({} if s else None)
+
+
+def space_keys(meta: dict) -> list[str]:
+    """Sampled keys named by the grid's `search.space` (sweep/grids/search.yaml), if recorded."""
+    space = (search_block(meta) or {}).get("space")
+    return sorted(space) if isinstance(space, dict) else []
+
+
+def is_search(exp: Experiment) -> bool:
+    """A search sweep: grid named "search", or a `search` block in meta whose sampled keys (its
+    `space`, else model.l2 / model.dropout) take more than one value across the trials."""
+    grid = exp.meta.get("grid")
+    if isinstance(grid, str) and Path(grid).stem == "search":
+        return True
+    if not search_block(exp.meta):  # sweep.run records "search": null for grid sweeps
+        return False
+    for key in space_keys(exp.meta) or ["model.l2", "model.dropout"]:
+        if len({_hashable(t.params.get(key)) for t in exp.trials if key in t.params}) > 1:
+            return True
+    return False
+
+
+def varying_keys(trials: Sequence[Trial]) -> list[str]:
+    keys = sorted({k for t in trials for k in t.params})
+    with_params = [t for t in trials if t.params]
+    return [k for k in keys if len({_hashable(t.params.get(k)) for t in with_params}) > 1]
+
+
+def variant_axes(exp: Experiment) -> list[str]:
+    """Keys that define a variant: model.name, data.protocol, then every other varying non-seed key.
+
+    In a search sweep the sampled parameters are not variant axes (each trial samples new values).
+    """
+    varying = [k for k in varying_keys(exp.trials) if not is_seed_key(k)]
+    others = [k for k in varying if k not in ("model.name", "data.protocol")]
+    if is_search(exp):
+        others = []
+    return ["model.name", "data.protocol", *others]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Whether a variant had settled by its last epoch (the "not settled at this budget" rule)."""
+
+    n: int  # completed seeds with a known best and last epoch
+    best_is_last: int  # of those, how many had their best val epoch at the last epoch
+    gain_pp: float | None  # mean val curve: last epoch minus two epochs before, in pp
+    improving: bool  # stats.still_improving on the mean val curve
+    not_settled: bool
+    reason: str
+
+
+@dataclass
+class Variant:
+    key: tuple
+    label: str
+    model: str
+    protocol: str
+    extras: dict
+    trials: list[Trial]
+
+    @property
+    def done(self) -> list[Trial]:
+        return [t for t in self.trials if t.status == "completed"]
+
+    @property
+    def balance(self) -> str:
+        b = self.extras.get("data.balance")
+        if b is None:
+            b = next((t.params["data.balance"] for t in self.trials if "data.balance" in t.params), "none")
+        return str(b)
+
+    def values(self, split: str, key: str = "acc", subset: str | None = None) -> list[float]:
+        return [v for v in (t.metric(split, key, subset) for t in self.done) if v is not None]
+
+    def by_seed(self, split: str, key: str = "acc", subset: str | None = None) -> dict:
+        """{seed: value} over completed trials (a trial without a seed pairs with nothing)."""
+        out = {}
+        for t in self.done:
+            v = t.metric(split, key, subset)
+            if v is not None:
+                out[t.seed_key] = v
+        return out
+
+    def summary(self, split: str, key: str = "acc", subset: str | None = None) -> Summary:
+        return summarize(self.values(split, key, subset), clip=ACC_CLIP)
+
+    def collapsed(self) -> list[tuple[Trial, str]]:
+        """Completed trials whose predictions collapsed, with why."""
+        out = []
+        for t in self.done:
+            hit, why = t.collapse()
+            if hit:
+                out.append((t, why))
+        return out
+
+    def mean_curve(self, key: str) -> dict[int, tuple[float, float, float, int]]:
+        """{epoch: (mean, min, max, n)} of a per-epoch metric over the completed trials (all trials with
+        rows when none completed)."""
+        trials = self.done or [t for t in self.trials if t.rows]
+        acc: dict[int, list[float]] = defaultdict(list)
+        for t in trials:
+            for e, x in t.curve(key).items():
+                acc[e].append(x)
+        return {e: (float(np.mean(xs)), float(min(xs)), float(max(xs)), len(xs)) for e, xs in sorted(acc.items())}
+
+    def budget(self) -> Budget:
+        pairs = [(t.best_epoch, t.epochs_run) for t in self.done]
+        pairs = [(b, e) for b, e in pairs if b is not None and e is not None]
+        at_last = sum(b >= e for b, e in pairs)
+        curve = [m for _, (m, *_rest) in self.mean_curve("val/acc").items()]
+        improving = stats.still_improving(curve)
+        gain = None
+        if len(curve) >= 2:
+            gain = 100.0 * (curve[-1] - curve[max(0, len(curve) - 1 - stats.IMPROVING_WINDOW)])
+        # Only the curve decides. A best epoch at the last epoch alone does not: under a schedule that anneals
+        # the learning rate to 0 the last epoch is usually the best by a hair even when the curve is flat.
+        reason = f"mean val acc rose {gain:+.2f} pp over the last {stats.IMPROVING_WINDOW} epochs" if improving else ""
+        return Budget(len(pairs), at_last, gain, improving, improving, reason)
+
+
+def check_duplicate_seeds(variants: Sequence[Variant]) -> None:
+    """Two trials of one variant with the same seed would count one run twice: refuse, naming them."""
+    clashes = []
+    for v in variants:
+        seen: dict[Any, list[str]] = defaultdict(list)
+        for t in v.trials:
+            if t.seed is not None:
+                seen[t.seed].append(t.name)
+        for seed, names in seen.items():
+            if len(names) > 1:
+                clashes.append(f"{v.label} seed {seed} in {', '.join(names)}")
+    if clashes:
+        raise ReportError("duplicate seeds (each seed must run once per variant): " + "; ".join(clashes))
+
+
+def group_variants(exp: Experiment) -> list[Variant]:
+    """Trials grouped by variant axes, in the study's model order. Raises ReportError on duplicate seeds
+    (not in a search sweep, whose trials share one seed by design)."""
+    axes = variant_axes(exp)
+    groups: dict[tuple, list[Trial]] = defaultdict(list)
+    for t in exp.trials:
+        groups[tuple(_hashable(t.params.get(a)) for a in axes)].append(t)
+    variants = []
+    for key, trials in groups.items():
+        vals = dict(zip(axes, key))
+        model = vals.pop("model.name")
+        model = "unknown" if model is None else str(model)
+        protocol = vals.pop("data.protocol")
+        protocol = OFFICIAL if protocol is None else str(protocol)
+        extras = dict(vals)
+        # defaults stay out of the label: "optimized", not "optimized [data.balance=none]"
+        tags = ([] if protocol == OFFICIAL else [protocol]) + [
+            f"{k}={v}" for k, v in extras.items() if (k, v) not in LABEL_DEFAULTS]
+        label = model + (f" [{', '.join(tags)}]" if tags else "")
+        variants.append(Variant(key, label, model, protocol, extras, trials))
+
+    def order(v: Variant):
+        m = MODEL_ORDER.index(v.model) if v.model in MODEL_ORDER else len(MODEL_ORDER)
+        return (m, v.model, v.protocol != OFFICIAL, v.protocol, json.dumps(v.extras, sort_keys=True, default=str))
+
+    variants = sorted(variants, key=order)
+    if not is_search(exp):
+        check_duplicate_seeds(variants)
+    return variants
+
+
+def baseline_for(v: Variant, variants: Sequence[Variant]) -> Variant | None:
+    """The baseline run under the same protocol and other grid axes as `v`, or None.
+
+    No fallback to another protocol: a leaky variant against the honest baseline would mix the
+    leakage effect into the ablation effect (the leakage audit makes that comparison explicitly).
+    """
+    if v.model == BASELINE:
+        return None
+    found = [b for b in variants if b.model == BASELINE and b.protocol == v.protocol and b.extras == v.extras]
+    return found[0] if found else None
+
+
+def official_variant(model: str, variants: Sequence[Variant]) -> Variant | None:
+    """The honest-protocol, unbalanced variant of `model` with the most completed seeds (for the claims);
+    an oversampling control only when no unbalanced run exists."""
+    cands = [v for v in variants if v.model == model and v.protocol == OFFICIAL]
+    plain = [v for v in cands if v.balance == "none"]
+    cands = plain or cands
+    return max(cands, key=lambda v: len(v.done)) if cands else None
