@@ -60,7 +60,7 @@ def _preprocess_chunk(images: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     import torch
 
     s = cfg.input_size
-    x = torch.from_numpy(np.ascontiguousarray(images)).to(torch.float32)
+    x = torch.from_numpy(images.astype(np.float32))  # a copy: Ray Data hands read-only blocks
     if x.shape[1:] != (s, s):
         # Bilinear with half-pixel centres and no antialiasing: the same numbers as cv2.resize(...,
         # INTER_LINEAR) on float32 (tests/test_data_preprocess.py checks), but one call per chunk.

@@ -17,8 +17,9 @@ import yaml
 from sweep.config import ConfigError, TrialConfig
 
 GRIDS_DIR = Path(__file__).parent / "grids"
-TOP_KEYS = ("description", "scientific", "nuisance", "fixed", "audit", "search")
+TOP_KEYS = ("description", "scientific", "nuisance", "fixed", "audit", "search", "tune")
 SEARCH_KEYS = ("metric", "mode", "num_samples", "space", "asha")
+TUNE_KEYS = ("space", "num_samples", "epochs", "seed", "asha")
 SPACE_KINDS = ("loguniform", "uniform", "choice")
 
 
@@ -36,6 +37,9 @@ class Grid:
     fixed: dict[str, Any] = field(default_factory=dict)
     audit: list[dict[str, Any]] = field(default_factory=list)
     search: dict[str, Any] | None = None
+    # Nuisance parameters tuned per scientific point on validation before the seeded comparison:
+    # {"space": {key: {choice|loguniform|uniform: ...}}, "num_samples", "epochs", "seed", "asha"}.
+    tune: dict[str, Any] | None = None
 
     @property
     def constants(self) -> dict[str, Any]:
@@ -50,6 +54,19 @@ class Grid:
             for seed in seeds:
                 out.append({**dict(zip((k for k, _ in axes), values)), "seed": seed})
         return out
+
+
+def scientific_points(grid: Grid) -> list[dict[str, Any]]:
+    """Each combination of the scientific axes once, without seeds, in grid order."""
+    axes = list(grid.scientific.items())
+    return [dict(zip((k for k, _ in axes), values)) for values in itertools.product(*(v for _, v in axes))]
+
+
+def with_tuned(points: list[dict[str, Any]], chosen: list[dict], grid: Grid) -> list[dict[str, Any]]:
+    """`points` with each one's tuned nuisance values merged in: those chosen for the scientific point it shares
+    its scientific values with (an audit point of model X takes X's values; one matching none keeps the grid's)."""
+    by_key = {tuple(c["point"].get(k) for k in grid.scientific): c["values"] for c in chosen}
+    return [{**by_key.get(tuple(p.get(k) for k in grid.scientific), {}), **p} for p in points]
 
 
 def builtin_grids() -> list[str]:
@@ -85,6 +102,7 @@ def load_grid(spec: str) -> Grid:
         fixed=_mapping(raw, "fixed", path),
         audit=list(raw.get("audit") or []),
         search=raw.get("search"),
+        tune=raw.get("tune"),
     )
     _validate(grid)
     return grid
@@ -109,12 +127,19 @@ def _validate(grid: Grid) -> None:
         _validate_search(grid)
     elif not grid.scientific:
         raise GridError(f"{p}: needs 'scientific' axes (a grid sweep) or a 'search' block (an Optuna search)")
+    if grid.tune is not None:
+        if grid.search is not None:
+            raise GridError(f"{p}: 'tune' (nuisance tuning per scientific point) needs 'scientific' axes, not 'search'")
+        _validate_tune(grid)
     for extra in grid.audit:
         if not isinstance(extra, dict):
             raise GridError(f"{p}: each audit entry is a mapping of dotted keys, got {extra!r}")
     try:
         for point in grid.points([0]) if grid.scientific else [_search_probe(grid)]:
             TrialConfig.from_flat({**grid.constants, **point})
+        if grid.tune is not None:
+            for point in grid.points([0]):
+                TrialConfig.from_flat({**grid.constants, **point, **_space_probe(grid.tune["space"])})
     except (ConfigError, KeyError) as err:
         raise GridError(f"{p}: {err}") from None
 
@@ -126,34 +151,77 @@ def _validate_search(grid: Grid) -> None:
     unknown = sorted(set(search) - set(SEARCH_KEYS))
     if unknown:
         raise GridError(f"{p}: unknown key search.{unknown[0]}; valid: {', '.join(SEARCH_KEYS)}")
-    space = search.get("space")
-    if not isinstance(space, dict) or not space:
-        raise GridError(f"{p}: search.space must map dotted keys to {{loguniform|uniform|choice: ...}}")
-    for key, spec in space.items():
-        if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in SPACE_KINDS:
-            raise GridError(f"{p}: search.space.{key}: expected one of {', '.join(SPACE_KINDS)}, got {spec!r}")
-        kind, args = next(iter(spec.items()))
-        if kind != "choice" and (not isinstance(args, list) or len(args) != 2 or not args[0] < args[1]):
-            raise GridError(f"{p}: search.space.{key}: {kind} needs [low, high] with low < high, got {args!r}")
+    _validate_space(p, "search", search.get("space"))
     if search.get("mode", "max") not in ("max", "min"):
         raise GridError(f"{p}: search.mode must be max or min")
 
 
-def _search_probe(grid: Grid) -> dict:
-    """One point of the search space (its lower bounds) to validate the keys."""
-    point = {}
-    for key, spec in grid.search["space"].items():
+def _validate_tune(grid: Grid) -> None:
+    p, spec = grid.path, grid.tune
+    if not isinstance(spec, dict):
+        raise GridError(f"{p}: 'tune' must be a mapping with keys {', '.join(TUNE_KEYS)}")
+    unknown = sorted(set(spec) - set(TUNE_KEYS))
+    if unknown:
+        raise GridError(f"{p}: unknown key tune.{unknown[0]}; valid: {', '.join(TUNE_KEYS)}")
+    _validate_space(p, "tune", spec.get("space"))
+    clash = sorted(set(spec["space"]) & (set(grid.scientific) | {"seed", "train.epochs"}))
+    if clash:
+        raise GridError(f"{p}: tune.space.{clash[0]}: a tuned nuisance key cannot be a scientific axis, the seed "
+                        "or the budget")
+    for key, low in (("num_samples", 1), ("epochs", 1), ("seed", 0)):
+        value = spec.get(key, low)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise GridError(f"{p}: tune.{key} must be an integer >= {low}, got {value!r}")
+
+
+def _validate_space(p: Path, block: str, space) -> None:
+    if not isinstance(space, dict) or not space:
+        raise GridError(f"{p}: {block}.space must map dotted keys to {{loguniform|uniform|choice: ...}}")
+    for key, spec in space.items():
+        if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in SPACE_KINDS:
+            raise GridError(f"{p}: {block}.space.{key}: expected one of {', '.join(SPACE_KINDS)}, got {spec!r}")
         kind, args = next(iter(spec.items()))
-        point[key] = args[0]
-    return point
+        if kind == "choice" and (not isinstance(args, list) or not args):
+            raise GridError(f"{p}: {block}.space.{key}: choice needs a non-empty list of values, got {args!r}")
+        if kind != "choice" and (not isinstance(args, list) or len(args) != 2 or not args[0] < args[1]):
+            raise GridError(f"{p}: {block}.space.{key}: {kind} needs [low, high] with low < high, got {args!r}")
+        if kind == "loguniform" and args[0] <= 0:
+            raise GridError(f"{p}: {block}.space.{key}: loguniform needs low > 0, got {args!r}")
 
 
-def search_space(grid: Grid) -> dict[str, Any]:
+def _space_probe(space: dict) -> dict:
+    """One point of a space (its lower bounds / first choices) to validate the keys and values."""
+    return {key: next(iter(spec.values()))[0] for key, spec in space.items()}
+
+
+def _search_probe(grid: Grid) -> dict:
+    return _space_probe(grid.search["space"])
+
+
+def tune_space(space: dict) -> dict[str, Any]:
+    """A `space` block ({key: {loguniform|uniform|choice: args}}) as Ray Tune sampling objects."""
     from ray import tune
 
     out = {}
-    for key, spec in grid.search["space"].items():
+    for key, spec in space.items():
         kind, args = next(iter(spec.items()))
         out[key] = {"loguniform": lambda a: tune.loguniform(*a), "uniform": lambda a: tune.uniform(*a),
                     "choice": lambda a: tune.choice(a)}[kind](args)
     return out
+
+
+def search_space(grid: Grid) -> dict[str, Any]:
+    return tune_space(grid.search["space"])
+
+
+def on_edge(spec: dict, value) -> bool:
+    """Whether a chosen value sits at the edge of its range: the first or last choice, or the outer 10% of a
+    range (in log space for loguniform). A best value on the edge says the range should be widened."""
+    kind, args = next(iter(spec.items()))
+    if kind == "choice":
+        ordered = sorted(args) if all(isinstance(a, (int, float)) for a in args) else list(args)
+        return len(ordered) > 1 and value in (ordered[0], ordered[-1])
+    import math
+
+    lo, hi, v = (math.log(args[0]), math.log(args[1]), math.log(value)) if kind == "loguniform" else (*args, value)
+    return not lo + 0.1 * (hi - lo) < v < hi - 0.1 * (hi - lo)

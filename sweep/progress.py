@@ -13,8 +13,10 @@ def trial_label(config: dict) -> str:
     label = str(cfg.get("model.name", "?"))
     if str(cfg.get("data.protocol", "official")) != "official":
         label += f" [{cfg['data.protocol']}]"
-    sampled = [f"{k.split('.')[-1]}={v:.3g}" for k, v in cfg.items() if k in ("model.l2", "model.dropout")
-               and isinstance(v, float)]
+    if str(cfg.get("data.balance", "none")) != "none":
+        label += f" [{cfg['data.balance']}]"
+    sampled = [f"{k.split('.')[-1]}={v:.3g}" for k, v in cfg.items()
+               if k in ("model.l2", "model.dropout") and isinstance(v, float)]
     return " ".join([label, f"seed {cfg.get('seed', 0)}", *sampled])
 
 

@@ -68,6 +68,7 @@ from sweep.report_load import (  # noqa: F401  (re-exported)
     MODEL_ORDER,
     OFFICIAL,
     SUBSETS,
+    TRIAL_FILES,
     Experiment,
     ReportError,
     Trial,
@@ -677,11 +678,34 @@ def _guarded(name: str, fn, *args) -> list[str]:
         return [f"## {name}", "", f"_This section could not be built: `{exc!r}`._", ""]
 
 
+def section_tuning(exp: Experiment) -> list[str]:
+    """What each scientific point's tuned nuisance values were (sweep_meta.json `tuning`, written by sweep.run)."""
+    t = exp.meta.get("tuning")
+    if not isinstance(t, dict) or not t.get("chosen"):
+        return []
+    keys = list(t.get("space") or {})
+    out = ["## Nuisance tuning", "",
+           f"Before the seeded comparison each scientific point tuned {', '.join(f'`{k}`' for k in keys)} over "
+           f"`{json.dumps(t.get('space'), default=str)}` at seed {t.get('seed', 0)} for {t.get('epochs', 1)} "
+           "epoch(s), chosen by validation accuracy only (tuning trials never see test; they sit in `tuning/`). "
+           "The comparison below trains every variant at its own chosen values. A value on the edge of its "
+           "range means the range may have cut off a better one.", ""]
+    rows = []
+    for c in t["chosen"]:
+        point = ", ".join(f"{k}={v}" for k, v in (c.get("point") or {}).items())
+        vals = ", ".join(f"{k}={c['values'].get(k)}" for k in keys)
+        rows.append([point, vals, pct(c.get("val_acc")), c.get("trials", "?"),
+                     ", ".join(c.get("on_edge") or []) or "no"])
+    out += md_table(["scientific point", "chosen", "tuning val acc", "tuning trials", "on the edge"], rows)
+    return out + [""]
+
+
 def render_report(exp: Experiment, out_dir: Path) -> str:
     variants = group_variants(exp)  # raises ReportError on duplicate seeds
     lines: list[str] = []
     lines += _guarded("Header", section_header, exp, variants)
     lines += _guarded("Results per variant", section_main_table, exp, variants)
+    lines += _guarded("Nuisance tuning", section_tuning, exp)
     lines += _guarded("Differences from the baseline", section_comparisons, exp, variants)
     lines += _guarded("The study's claims", section_claims, exp, variants, out_dir)
     lines += _guarded("The study's table beside ours", section_paper, exp, variants)
@@ -740,13 +764,42 @@ def build_report(exp_dir: str | Path, out: str | Path | None = None) -> Path:
     return out_path
 
 
+def export_raw(exp_dir: str | Path, dest: str | Path) -> Path:
+    """Copy what a report is built from, and nothing heavier, from `exp_dir` into the new folder `dest`."""
+    import shutil
+
+    src, dest = Path(exp_dir), Path(dest)
+    load_experiment(src)  # refuses a folder that is not an experiment, before anything is written
+    if dest.exists():
+        raise ReportError(f"--export {dest}: already exists; choose a new folder")
+    files = [src / "sweep_meta.json"] + [f for sub in sorted(src.iterdir()) if sub.is_dir()
+                                          for f in (sub / n for n in TRIAL_FILES) if f.is_file()]
+    tuning = src / "tuning"
+    if tuning.is_dir():  # nuisance-tuning trials: what each variant's tuned value was chosen from
+        files += sorted(f for f in tuning.glob("*/*/*") if f.name in TRIAL_FILES and f.is_file())
+    for f in files:
+        target = dest / f.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(f, target)
+    return dest
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sweep.report", description=__doc__.split("\n\n")[0])
     ap.add_argument("experiment_dir", help="<storage>/<name>/ folder written by sweep.run")
     ap.add_argument("--out", default=None, help="output markdown file (default: EXPERIMENT_DIR/report.md)")
+    ap.add_argument("--export", default=None, metavar="DIR",
+                    help="copy the experiment's small raw files (sweep_meta.json and every trial's params, per-epoch "
+                         "results, final metrics and errors; no checkpoints or event files) into the new folder DIR "
+                         "and build the report there: a folder to commit that rebuilds with `python -m sweep.report DIR`")
     args = ap.parse_args(argv)
     try:
-        path = build_report(args.experiment_dir, args.out)
+        exp_dir = args.experiment_dir
+        if args.export:
+            if args.out:
+                raise ReportError("--export builds DIR/report.md; it cannot be combined with --out")
+            exp_dir = export_raw(args.experiment_dir, args.export)
+        path = build_report(exp_dir, args.out)
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -354,7 +354,8 @@ def variant_axes(exp: Experiment) -> list[str]:
 
     In a search sweep the sampled parameters are not variant axes (each trial samples new values).
     """
-    varying = [k for k in varying_keys(exp.trials) if not is_seed_key(k)]
+    tuned = set(((exp.meta.get("tuning") or {}).get("space") or {}))  # a variant's own tuned nuisance values
+    varying = [k for k in varying_keys(exp.trials) if not is_seed_key(k) and k not in tuned]
     others = [k for k in varying if k not in ("model.name", "data.protocol")]
     if is_search(exp):
         others = []

@@ -18,7 +18,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from sweep.config import ConfigError, TrialConfig, flatten_params, valid_keys
-from sweep.grid import Grid, GridError, builtin_grids, load_grid, search_space
+from sweep.grid import (Grid, GridError, builtin_grids, load_grid, on_edge, scientific_points, search_space, tune_space,
+                        with_tuned)
 from sweep.profiles import PROFILES
 from sweep.trial import ASHA_TIME, Resources, data_key, run_trial, share_arrays
 
@@ -73,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="connect to a running Ray cluster (host:port or 'auto') instead of starting a local one")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray instance (default: all)")
     p.add_argument("--no-report", action="store_true", help="skip the markdown report at the end")
+    p.add_argument("--verbose", action="store_true",
+                   help="show Ray's and the libraries' own log lines (workers, controllers, Ray Data) in the console; "
+                        "without it they go only to Ray's session logs and the console shows the plan, a line per "
+                        "trial event and epoch, and the summary")
     p.add_argument("--list-keys", action="store_true", help="print every dotted key a grid or --set may use, and exit")
     return p
 
@@ -141,8 +146,10 @@ def parse_sets(items: list[str]) -> dict:
     return out
 
 
-def trial_configs(grid: Grid, constants: dict, seeds: list[int]) -> list[TrialConfig]:
+def trial_configs(grid: Grid, constants: dict, seeds: list[int], chosen: list[dict] | None = None) -> list[TrialConfig]:
     points = grid.points(seeds) if grid.search is None else [{"seed": seeds[0]}]
+    if chosen:
+        points = with_tuned(points, chosen, grid)
     try:
         return [TrialConfig.from_flat({**constants, **p}) for p in points]
     except ConfigError as err:
@@ -184,6 +191,20 @@ def _run(args) -> int:
         raise UsageError("--workers-per-trial and --cpus-per-worker must be >= 1")
     if args.resume and not args.name:
         raise UsageError("--resume needs --name of the experiment to continue")
+    if args.name is not None and (not args.name.strip() or args.name in (".", "..") or "/" in args.name
+                                  or "\\" in args.name or args.name != args.name.strip()):
+        raise UsageError(f"--name {args.name!r}: must be a plain folder name under --storage-path (no '/', no '..')")
+    if args.resume:  # before Ray starts and before anything is written
+        from sweep import storage as store
+
+        meta_uri = f"{_experiment_uri(args.storage_path, args.name)}/sweep_meta.json"
+        if not store.exists(meta_uri):
+            raise UsageError(f"--resume --name {args.name}: nothing to resume, {meta_uri} does not exist")
+        try:
+            if not isinstance(store.read_json(meta_uri), dict):
+                raise ValueError("not a JSON object")
+        except ValueError as err:
+            raise UsageError(f"--resume: {meta_uri} is unreadable ({err}); it cannot be resumed") from None
 
     if args.name and not args.resume:  # before Ray's ~10 s start-up, not after
         _refuse_existing(_experiment_uri(args.storage_path, args.name), args.name)
@@ -203,7 +224,7 @@ def _run(args) -> int:
     _init_ray(args)
     profile_name = args.profile
     if profile_name is None:
-        profile_name = "paper" if gpu_visible(args.address) else "quick"
+        profile_name = "paper" if gpu_visible(args.address) else "settle"
         print(f"profile: {profile_name} (no --profile given; {'a GPU is' if profile_name == 'paper' else 'no GPU'} visible)")
     profile = PROFILES[profile_name]
     grid = with_extra_models(grid, profile.extra_models)
@@ -263,6 +284,14 @@ def _run(args) -> int:
     store.write_json(f"{exp_uri}/sweep_meta.json", meta)
 
     t0 = time.time()
+    if grid.tune is not None:
+        if args.resume and meta.get("tuning", {}).get("chosen"):
+            chosen = meta["tuning"]["chosen"]  # tuned before the interruption: never tune twice
+        else:
+            chosen = _tune_nuisance(grid, constants, resources, max_concurrent, exp_uri, prepared)
+            meta["tuning"] = {**grid.tune, "chosen": chosen}
+            store.write_json(f"{exp_uri}/sweep_meta.json", meta)
+        configs = trial_configs(grid, constants, seeds, chosen)
     results = _fit(args, grid, constants, configs, seeds, resources, max_concurrent, storage, name, exp_uri,
                    prepared, n_trials)
     meta["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -307,7 +336,7 @@ def _init_ray(args) -> None:
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local clusters only; see RAY_NOTES
     if args.address:
-        ray.init(address=args.address, log_to_driver=True)
+        ray.init(address=args.address, log_to_driver=args.verbose)
         if ray.cluster_resources().get("driver_slot", 0) < 1:
             raise UsageError(f"--address {args.address}: the cluster advertises no 'driver_slot' resource; start its "
                              "nodes with --resources='{\"driver_slot\": N}' (see cluster.yaml)")
@@ -320,11 +349,19 @@ def _init_ray(args) -> None:
         cpus = args.num_cpus or os.cpu_count() or 1
         # Trial drivers hold a custom 'driver_slot' instead of a CPU, so every CPU goes to Train workers
         # (two CPU-holding drivers deadlock a 2-CPU machine; ../shared/RAY_NOTES.md).
-        ray.init(num_cpus=cpus, resources={"driver_slot": cpus * 2}, log_to_driver=True)
+        ray.init(num_cpus=cpus, resources={"driver_slot": cpus * 2}, log_to_driver=args.verbose)
     import ray.data
 
     # The one-off preprocessing prints its own line; Ray Data's progress bars only flood the log.
     ray.data.DataContext.get_current().enable_progress_bars = False
+    if not args.verbose:
+        import logging
+        import warnings
+
+        for logger in ("ray.data", "ray.tune", "ray.train"):
+            logging.getLogger(logger).setLevel(logging.WARNING)
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module="ray")
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
 
 
 def _fit_concurrency(resources: Resources, on_cluster: bool = False) -> int:
@@ -411,8 +448,64 @@ def _fit(args, grid, constants, configs, seeds, resources, max_concurrent, stora
     return tuner.fit()
 
 
+def _tune_nuisance(grid, constants, resources, max_concurrent, exp_uri, prepared) -> list[dict]:
+    """Stage 1 of a grid with a `tune:` block: for each scientific point, a short search of the nuisance space at
+    the tuning seed (ASHA-pruned; every combination once when the space is all `choice`), selected on validation
+    only: these trials never evaluate on test and write no final.json. Returns one entry per point:
+    {"point", "values", "val_acc", "trials", "on_edge"}."""
+    import optuna
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    from sweep.progress import EpochLines
+
+    spec = grid.tune
+    seed, epochs, asha = spec.get("seed", 0), spec.get("epochs", 1), spec.get("asha") or {}
+    grace = asha.get("grace_period", 1)
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, prepared=prepared, resources=resources,
+                             storage_path=f"{exp_uri}/tuning/train_runs", final_eval=False),
+        {"driver_slot": 1},
+    )
+    all_choice = all(next(iter(s)) == "choice" for s in spec["space"].values())
+    chosen, points = [], scientific_points(grid)
+    for i, point in enumerate(points):
+        if all_choice:
+            space = {k: tune.grid_search(next(iter(s.values()))) for k, s in spec["space"].items()}
+            search_alg, samples = None, 1
+        else:
+            space = tune_space(spec["space"])
+            search_alg = OptunaSearch(sampler=optuna.samplers.TPESampler(seed=seed))
+            samples = spec.get("num_samples", 4)
+        scheduler = None if epochs <= grace else ASHAScheduler(
+            time_attr=ASHA_TIME, max_t=epochs, grace_period=grace, reduction_factor=asha.get("reduction_factor", 2))
+        label = ", ".join(f"{k}={v}" for k, v in point.items())
+        print(f"tuning {i + 1}/{len(points)}: {label}: "
+              f"{', '.join(spec['space'])} at seed {seed}, {epochs} epoch(s), selected on validation", flush=True)
+        results = tune.Tuner(
+            trainable,
+            param_space={**constants, **point, "seed": seed, "train.epochs": epochs, **space},
+            tune_config=tune.TuneConfig(metric="val/acc", mode="max", search_alg=search_alg, scheduler=scheduler,
+                                        num_samples=samples, max_concurrent_trials=max_concurrent),
+            run_config=tune.RunConfig(name=f"{i:02d}", storage_path=f"{exp_uri}/tuning", verbose=0,
+                                      callbacks=[EpochLines()]),
+        ).fit()
+        done = [r for r in results if r.metrics and "best_val_acc" in r.metrics]
+        if not done:
+            raise UsageError(f"tuning {label}: no trial reported a validation accuracy; see {exp_uri}/tuning/{i:02d}")
+        best = max(done, key=lambda r: r.metrics["best_val_acc"])  # running max: the last result holds it
+        values = {k: flatten_params(best.config)[k] for k in spec["space"]}
+        edge = [k for k, v in values.items() if on_edge(spec["space"][k], v)]
+        chosen.append({"point": point, "values": values, "val_acc": float(best.metrics["best_val_acc"]),
+                       "trials": len(results), "on_edge": edge})
+        print(f"tuned {label}: {values} (val {best.metrics['best_val_acc']:.2%} over {len(results)} trials"
+              + (f"; on the edge of the range: {', '.join(edge)}" if edge else "") + ")", flush=True)
+    return chosen
+
+
 def _point_keys(grid: Grid) -> set:
-    keys = set(grid.scientific) | {"seed"}
+    keys = set(grid.scientific) | {"seed"} | set((grid.tune or {}).get("space", {}))
     for extra in grid.audit:
         keys |= set(extra)
     return keys
@@ -428,6 +521,12 @@ def _print_plan(grid, profile_name, configs, n_trials, seeds, resources, max_con
                                      f"{len(grid.audit)} audit" if grid.search is None else " Optuna samples, ASHA"))
     print(f"  per trial: {resources.workers} Train worker(s) x ({per_worker}) + 1 driver_slot; "
           f"{max_concurrent} at once; {cfg0.train.epochs} epochs at {cfg0.data.input_size}x{cfg0.data.input_size}")
+    if grid.tune is not None:
+        t = grid.tune
+        print(f"  first, nuisance tuning of {', '.join(t['space'])} for each of {len(scientific_points(grid))} "
+              f"scientific point(s): up to {t.get('num_samples', 4)} trial(s) each (every value once for a `choice` "
+              f"space), {t.get('epochs', 1)} epoch(s) at seed {t.get('seed', 0)}, chosen on validation only "
+              "(not in the estimate below)")
     est = estimate_seconds(configs if grid.search is None else configs * n_trials, prepared, resources, max_concurrent)
     import torch
 

@@ -134,6 +134,9 @@ def train_loop(loop_config: dict) -> None:
     # val/acc here is the selected weights' (Tune's metric must be in every result, ASHA's too).
     final_metrics = {"epoch": cfg.train.epochs, "val/acc": best["val_acc"], "best_val_acc": best["val_acc"],
                      "best_epoch": best["epoch"]}
+    if not loop_config.get("final_eval", True):  # a nuisance-tuning trial: chosen on validation, test untouched
+        ray.train.report(final_metrics)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = None
         if rank == 0:
@@ -211,8 +214,12 @@ def _rank_share(x: np.ndarray, y: np.ndarray, rank: int, world: int) -> tuple[np
 
 # ---------------------------------------------------------------- the Tune driver
 
-def run_trial(config: dict, *, prepared: dict, resources: Resources, storage_path: str) -> None:
-    """Tune function trainable: one TorchTrainer per trial, its metrics forwarded to Tune."""
+def run_trial(config: dict, *, prepared: dict, resources: Resources, storage_path: str,
+              final_eval: bool = True) -> None:
+    """Tune function trainable: one TorchTrainer per trial, its metrics forwarded to Tune.
+
+    `final_eval=False` (nuisance tuning) trains and validates only: no test evaluation, no final.json.
+    """
     from ray.tune import get_context
     from ray.tune.integration.ray_train import TuneReportCallback
     from ray.train.torch import TorchTrainer
@@ -235,7 +242,7 @@ def run_trial(config: dict, *, prepared: dict, resources: Resources, storage_pat
         train_loop,
         train_loop_config={"trial": flat, "norm": data["norm"], "class_weights": data["class_weights"],
                            "data": data["arrays"], "test_copy_in_train": data["test_copy_in_train"],
-                           "threads": resources.cpus_per_worker},
+                           "threads": resources.cpus_per_worker, "final_eval": final_eval},
         scaling_config=ray.train.ScalingConfig(num_workers=resources.workers, use_gpu=resources.use_gpu,
                                                resources_per_worker=resources.worker_resources()),
         run_config=ray.train.RunConfig(
@@ -248,6 +255,8 @@ def run_trial(config: dict, *, prepared: dict, resources: Resources, storage_pat
         ),
     )
     result = trainer.fit()
+    if not final_eval:
+        return
     with result.checkpoint.as_directory() as d:
         final = json.loads((Path(d) / FINAL_FILE).read_text())
         # The selected weights beside the trial's results: `--checkpoint <trial folder>` finds them.

@@ -594,3 +594,19 @@ def test_split_metrics_helper_is_consistent():
     assert sum(map(sum, m["confusion"])) == 3589
     assert abs(sum(m["confusion"][i][i] for i in range(7)) / 3589 - 0.5) < 0.01
     assert not math.isnan(m["macro_recall"])
+
+
+def test_export_copies_only_the_raw_files_and_rebuilds_the_same_report(tmp_path: Path):
+    from sweep.report import main
+
+    exp = _two_variants(tmp_path / "src", "no_batchnorm", ((0, 0.60), (1, 0.62), (2, 0.61)))
+    (exp / "t_base_0" / "checkpoint_000001").mkdir()
+    (exp / "t_base_0" / "events.out.tfevents.1").write_bytes(b"x" * 100)
+    dest = tmp_path / "committed" / exp.name
+    assert main([str(exp), "--export", str(dest)]) == 0
+    copied = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file() and "figures" not in p.parts)
+    assert "t_base_0/final.json" in copied and "sweep_meta.json" in copied and "report.md" in copied
+    assert not any("checkpoint" in c or "tfevents" in c for c in copied)
+    first = (dest / "report.md").read_bytes()
+    assert main([str(dest)]) == 0 and (dest / "report.md").read_bytes() == first  # rebuilds from the repo's copy
+    assert main([str(exp), "--export", str(dest)]) == 2  # never into an existing folder

@@ -125,3 +125,73 @@ def test_rank_share_gives_ddp_ranks_equal_disjoint_shares():
     assert sorted(np.concatenate([sy for _, sy in shares]).tolist()) == list(range(9))
     assert all((sx[:, 0, 0] // 4 == sy).all() for sx, sy in shares)  # images stay with their labels
     assert _rank_share(x, y, 0, 1)[1] is y
+
+
+def _grid_file(tmp_path, text: str):
+    path = tmp_path / "g.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_tune_block_is_validated_and_tuned_values_reach_their_points(tmp_path):
+    from sweep.grid import on_edge, scientific_points, with_tuned
+
+    good = load_grid(str(_grid_file(tmp_path, "scientific:\n  model.name: [baseline, optimized]\n"
+                                              "audit:\n  - {model.name: baseline, data.balance: oversample}\n"
+                                              "tune:\n  space:\n    train.lr: {choice: [0.0003, 0.001, 0.003]}\n"
+                                              "  epochs: 2\n  seed: 9\n")))
+    assert scientific_points(good) == [{"model.name": "baseline"}, {"model.name": "optimized"}]
+    chosen = [{"point": {"model.name": "baseline"}, "values": {"train.lr": 0.003}},
+              {"point": {"model.name": "optimized"}, "values": {"train.lr": 0.0003}}]
+    pts = with_tuned(good.points([0, 1]), chosen, good)
+    assert [p["train.lr"] for p in pts] == [0.003, 0.003, 0.003, 0.0003, 0.0003]  # the audit takes baseline's
+    assert on_edge({"choice": [0.0003, 0.001, 0.003]}, 0.003) and not on_edge({"choice": [0.0003, 0.001, 0.003]}, 0.001)
+    assert on_edge({"loguniform": [1e-4, 1e-2]}, 1.1e-4) and not on_edge({"loguniform": [1e-4, 1e-2]}, 1e-3)
+    bad = {
+        "tune:\n  space:\n    train.lr: {choice: []}\n": "choice needs a non-empty list",
+        "tune:\n  space:\n    train.lr: {loguniform: [0, 1]}\n": "loguniform needs low > 0",
+        "tune:\n  space:\n    model.name: {choice: [baseline]}\n": "cannot be a scientific axis",
+        "tune:\n  space:\n    train.lr: {choice: [0.001]}\n  epochs: 0\n": "tune.epochs must be an integer >= 1",
+        "tune:\n  space:\n    train.nope: {choice: [1]}\n": "train.nope",
+        "tune:\n  space:\n    train.lr: {choice: [0.001]}\n  budget: 3\n": "unknown key tune.budget",
+    }
+    for text, message in bad.items():
+        with pytest.raises(GridError, match=message):
+            load_grid(str(_grid_file(tmp_path, "scientific:\n  model.name: [baseline]\n" + text)))
+
+
+def test_seeds_must_be_distinct_non_negative_integers():
+    assert resolve_seeds("0,3,7", 1) == [0, 3, 7] and resolve_seeds(None, 2) == [0, 1]
+    for spec, message in (("3,3", "seed 3 is listed more than once"), ("0,-1", "must be >= 0"),
+                          ("1.5", "expected a count")):
+        with pytest.raises(UsageError, match=message):
+            resolve_seeds(spec, 1)
+
+
+def test_bad_flags_are_refused_before_ray_starts(capsys):
+    import ray
+
+    for argv, message in ((["--seeds", "2,2"], "listed more than once"), (["--epochs", "0"], "must be >= 1"),
+                          (["--set", "train.nope=1"], "train.nope")):
+        assert main(["--grid", "ablation", "--data", "synthetic", "--profile", "smoke", *argv]) == 2
+        assert not ray.is_initialized(), f"{argv}: refused only after Ray had started"
+        assert message in capsys.readouterr().err
+
+
+def test_name_must_be_a_plain_folder_and_resume_needs_a_readable_experiment(tmp_path, capsys):
+    import ray
+
+    base = ["--grid", "ablation", "--data", "synthetic", "--profile", "smoke", "--storage-path", str(tmp_path)]
+    for name in ("../x", "/abs", "a/b", ".."):
+        assert main([*base, "--name", name]) == 2
+        assert "plain folder name" in capsys.readouterr().err
+    assert main([*base, "--name", "nope", "--resume"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    assert not (tmp_path / "nope").exists()  # no stub left behind to block a fresh run
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "sweep_meta.json").write_text("{not json")
+    before = (tmp_path / "bad" / "sweep_meta.json").read_bytes()
+    assert main([*base, "--name", "bad", "--resume"]) == 2
+    assert "unreadable" in capsys.readouterr().err
+    assert (tmp_path / "bad" / "sweep_meta.json").read_bytes() == before
+    assert not ray.is_initialized()

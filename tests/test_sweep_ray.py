@@ -119,6 +119,33 @@ def test_search_grid_runs_optuna_trials_and_asha_stops_some_early(tmp_path):
     assert all(max(r.get("epoch", 0) for r in t["rows"]) < 4 for t in stopped)
 
 
+def test_nuisance_tuning_picks_each_variants_value_on_validation_then_compares_at_it(tmp_path):
+    grid = tmp_path / "tuned.yaml"
+    grid.write_text("scientific:\n  model.name: [baseline, fewer_layers]\n"
+                    "tune:\n  space:\n    train.lr: {choice: [0.0001, 0.01]}\n  epochs: 2\n  seed: 100\n")
+    proc = run_sweep(tmp_path, "tuned", "--grid", str(grid), "--seeds", "1")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    exp = tmp_path / "tuned"
+    chosen = json.loads((exp / "sweep_meta.json").read_text())["tuning"]["chosen"]
+    assert [c["point"]["model.name"] for c in chosen] == ["baseline", "fewer_layers"]
+    for c, folder in zip(chosen, ("00", "01")):
+        tuning = trials(exp / "tuning" / folder)
+        assert sorted(t["config"]["train.lr"] for t in tuning) == [0.0001, 0.01]  # every choice once
+        for t in tuning:  # validation only: no final evaluation, never a test number
+            assert t["config"]["seed"] == 100 and t["final"] is None
+            assert not any(k.startswith("final/") for r in t["rows"] for k in r)
+        best = max(tuning, key=lambda t: max(r.get("best_val_acc", -1) for r in t["rows"]))
+        assert c["values"] == {"train.lr": best["config"]["train.lr"]} and c["on_edge"] == ["train.lr"]
+    main_trials = trials(exp)
+    assert len(main_trials) == 2
+    for t in main_trials:  # each variant trained at its own tuned value, test touched once, at the end
+        want = next(c for c in chosen if c["point"]["model.name"] == t["config"]["model.name"])["values"]
+        assert t["config"]["train.lr"] == want["train.lr"] and t["config"]["seed"] == 0
+        assert t["final"] is not None and sum("final/test/acc" in r for r in t["rows"]) == 1
+    report = (exp / "report.md").read_text()
+    assert "## Nuisance tuning" in report and "[train.lr" not in report  # a tuned value is not a variant axis
+
+
 def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path):
     grid = tmp_path / "three.yaml"
     grid.write_text("scientific:\n  model.name: [fewer_layers, baseline, no_dropout]\n")
