@@ -714,7 +714,7 @@ def render_report(exp: Experiment, out_dir: Path) -> str:
     if any(v.protocol == LEAKY for v in variants):
         lines += _guarded("Leakage figure", section_leak_figure, variants, out_dir)
     lines += _guarded("Per-class F1", section_per_class, variants)
-    lines += _guarded("Search", section_search, exp)
+    lines += _guarded("Search", section_search, exp, out_dir)
     lines += _guarded("Figures", section_figures, variants, out_dir)
     lines += _guarded("Failed, stopped and odd trials", section_trial_issues, exp, variants)
     lines += _guarded("Reproducibility", section_repro, exp)

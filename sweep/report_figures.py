@@ -52,6 +52,15 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def save_optuna(draw, path: Path) -> Path:
+    """Draw one of optuna.visualization.matplotlib's figures (`draw()` returns its Axes or an array of them) in
+    the report's pinned style and save it deterministically."""
+    with _style():
+        axes = draw()
+        ax = np.asarray(axes).ravel()[0]
+        return _save(ax.figure, path)  # optuna sizes and lays out its own figures (colour bars included)
+
+
 @dataclass(frozen=True)
 class ForestRow:
     label: str

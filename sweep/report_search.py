@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from pathlib import Path
 
 from sweep.report_format import md_table, pct
 from sweep.report_load import (
@@ -67,7 +68,81 @@ def param_importance(trials: Sequence[Trial], keys: Sequence[str]) -> tuple[dict
     return {k: float(v) for k, v in imp.items()}, ""
 
 
-def section_search(exp: Experiment) -> list[str]:
+def optuna_study(trials: Sequence[Trial], space: dict):
+    """An optuna study rebuilt from the trials with the search space's own distributions, for optuna's figures:
+    completed trials with their best val accuracy, trials ASHA stopped as PRUNED, every epoch an intermediate value."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    dists = {}
+    for key, spec in space.items():
+        kind, args = next(iter(spec.items()))
+        dists[key] = (CategoricalDistribution(args) if kind == "choice"
+                      else FloatDistribution(float(args[0]), float(args[1]), log=kind == "loguniform"))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize")
+    for t in sorted(trials, key=lambda t: t.name):  # trial folders are named in launch order
+        if t.best_val_acc is None or not all(k in t.params for k in dists):
+            continue
+        curve = {int(r["epoch"]): float(r["val/acc"]) for r in t.rows
+                 if isinstance(r.get("epoch"), int) and _num(r.get("val/acc")) is not None and "train/loss" in r}
+        params = {k: (float(t.params[k]) if isinstance(d, FloatDistribution) else t.params[k]) for k, d in dists.items()}
+        done = t.status == "completed"
+        study.add_trial(optuna.trial.create_trial(
+            params=params, distributions=dists, intermediate_values=curve,
+            state=optuna.trial.TrialState.COMPLETE if done else optuna.trial.TrialState.PRUNED,
+            value=t.best_val_acc if done else None))
+    return study
+
+
+def search_figures(exp: Experiment, out_dir: Path) -> list[str]:
+    """Optuna's own matplotlib figures of the search (history, importances, contour, slices, per-epoch curves)."""
+    space = (search_block(exp.meta) or {}).get("space") or {}
+    if not space:
+        return ["_Figures need the search space in sweep_meta.json; not drawn._", ""]
+    study = optuna_study(exp.trials, space)
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    if len(complete) < 2:
+        return [f"_Figures need >= 2 completed trials; have {len(complete)}._", ""]
+    import warnings
+
+    import optuna
+    import optuna.visualization.matplotlib as ovm
+
+    from sweep.report_figures import save_optuna
+
+    keys = list(space)
+    plots = [("search_history.png", lambda: ovm.plot_optimization_history(study),
+              "best validation accuracy so far against trial number: a curve still rising at the end wants more samples"),
+             ("search_intermediate.png", lambda: ovm.plot_intermediate_values(study),
+              "validation accuracy per epoch of every trial; the short curves are trials ASHA stopped (pruned)"),
+             ("search_slice.png", lambda: ovm.plot_slice(study, params=keys),
+              "each parameter against validation accuracy: look for a best value pressed against a range's edge")]
+    if len(keys) >= 2:
+        plots.insert(1, ("search_contour.png", lambda: ovm.plot_contour(study, params=keys[:2]),
+                         f"validation accuracy over {keys[0]} and {keys[1]} (completed trials), interpolated"))
+    if len({tuple(sorted(t.params.items())) for t in complete}) >= 2:
+        plots.insert(1, ("search_importances.png", lambda: ovm.plot_param_importances(
+            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)),
+            "fANOVA importance of each parameter for validation accuracy (completed trials only)"))
+    out = []
+    for name, draw, caption in plots:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # optuna marks its matplotlib backend experimental
+            save_optuna(draw, out_dir / "figures" / name)
+        out += [f"![{caption}](figures/{name})", "", f"*{caption[0].upper() + caption[1:]}.*", ""]
+    return out
+
+
+def _edges(exp: Experiment, best: Trial) -> list[str]:
+    from sweep.grid import on_edge
+
+    space = (search_block(exp.meta) or {}).get("space") or {}
+    return [k for k, spec in space.items() if k in best.params and _num(best.params[k]) is not None
+            and on_edge(spec, best.params[k])]
+
+
+def section_search(exp: Experiment, out_dir: Path | None = None) -> list[str]:
     if not is_search(exp):
         return []
     keys = sampled_keys(exp)
@@ -82,8 +157,14 @@ def section_search(exp: Experiment) -> list[str]:
         out.append(f"Best trial by best validation accuracy (`best_val_acc`; the test split is never used to "
                    f"select): `{best.name}`, val {pct(best.best_val_acc)}%.")
         out.append("")
-        out += md_table(["parameter", "value"], [[k, best.params.get(k, "—")] for k in keys])
+        edges = _edges(exp, best)
+        out += md_table(["parameter", "value", "on the edge of its range"],
+                        [[k, best.params.get(k, "—"), "**yes**" if k in edges else "no"] for k in keys])
         out.append("")
+        if edges:
+            out.append(f"The best value of {', '.join(edges)} lies in the outer 10% of its range (log scale for "
+                       "loguniform): a better one may lie outside it; widen the range before trusting it.")
+            out.append("")
         if best.metric("test", "acc") is not None:
             out.append(f"Test accuracy of that trial, measured once after selection: {pct(best.metric('test', 'acc'))}%.")
             out.append("")
@@ -111,6 +192,9 @@ def section_search(exp: Experiment) -> list[str]:
             "yes" if t.status == "stopped" else "no", t.status])
     out += md_table(["trial"] + keys + ["best val acc (%)", "epochs run", "stopped early", "status"], rows)
     out.append("")
+    if out_dir is not None:
+        out += ["### Figures (optuna.visualization.matplotlib, on a study rebuilt from the trials)", ""]
+        out += search_figures(exp, out_dir)
     return out
 
 

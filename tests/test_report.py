@@ -525,6 +525,25 @@ def test_search_section(search_exp: Path):
     assert len(group_variants(load_experiment(search_exp))) == 1
 
 
+def test_search_report_draws_optunas_figures_and_flags_a_best_value_on_the_edge(search_exp: Path):
+    from sweep.report_search import optuna_study
+
+    exp = load_experiment(search_exp)
+    study = optuna_study(exp.trials, exp.meta["search"]["space"])
+    states = [t.state.name for t in study.trials]
+    assert states.count("COMPLETE") == 3 and states.count("PRUNED") == 2  # ASHA-stopped trials shown as such
+    assert all(len(t.intermediate_values) in (1, 4) for t in study.trials)
+    report = build_report(search_exp).read_text()
+    sect = section(report, "Search")
+    for name in ("search_history", "search_importances", "search_contour", "search_intermediate", "search_slice"):
+        assert f"(figures/{name}.png)" in sect and (search_exp / "figures" / f"{name}.png").stat().st_size > 1000
+    # best: l2 1e-4 (inside 1e-6..1e-2 in log space), dropout 0.2 (outer 10% of 0.1..0.7 is below 0.16)
+    assert row(sect, "model.l2")[2] == "no" and row(sect, "model.dropout")[2] == "no"
+    first = {p.name: p.read_bytes() for p in (search_exp / "figures").glob("search_*.png")}
+    build_report(search_exp)
+    assert first == {p.name: p.read_bytes() for p in (search_exp / "figures").glob("search_*.png")}
+
+
 def test_param_importance_needs_two_varying_trials(search_exp: Path):
     exp = load_experiment(search_exp)
     assert sampled_keys(exp) == ["model.dropout", "model.l2"]
