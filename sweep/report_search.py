@@ -112,12 +112,15 @@ def search_figures(exp: Experiment, out_dir: Path) -> list[str]:
     from sweep.report_figures import save_optuna
 
     keys = list(space)
+    best = max((t for t in exp.trials if t.best_val_acc is not None), key=lambda t: t.best_val_acc)
+    edges = _edges(exp, best)
     plots = [("search_history.png", lambda: ovm.plot_optimization_history(study),
               "best validation accuracy so far against trial number: a curve still rising at the end wants more samples"),
              ("search_intermediate.png", lambda: ovm.plot_intermediate_values(study),
               "validation accuracy per epoch of every trial; the short curves are trials ASHA stopped (pruned)"),
-             ("search_slice.png", lambda: ovm.plot_slice(study, params=keys),
-              "each parameter against validation accuracy: look for a best value pressed against a range's edge")]
+             ("search_slice.png", lambda: _mark_best(ovm.plot_slice(study, params=keys), study, edges),
+              "each parameter against validation accuracy; a dashed line marks the best value, red where it lies "
+              "on the edge of its range (widen the range)")]
     if len(keys) >= 2:
         plots.insert(1, ("search_contour.png", lambda: ovm.plot_contour(study, params=keys[:2]),
                          f"validation accuracy over {keys[0]} and {keys[1]} (completed trials), interpolated"))
@@ -132,6 +135,18 @@ def search_figures(exp: Experiment, out_dir: Path) -> list[str]:
             save_optuna(draw, out_dir / "figures" / name)
         out += [f"![{caption}](figures/{name})", "", f"*{caption[0].upper() + caption[1:]}.*", ""]
     return out
+
+
+def _mark_best(axes, study, edges: list[str]):
+    """A vertical line at the best completed trial's value on each slice panel; red when that value is on the edge."""
+    import numpy as np
+
+    best = study.best_trial.params
+    for ax in np.asarray(axes).ravel():
+        key = ax.get_xlabel()
+        if key in best and isinstance(best[key], (int, float)):
+            ax.axvline(best[key], color="red" if key in edges else "black", ls="--", lw=1)
+    return axes
 
 
 def _edges(exp: Experiment, best: Trial) -> list[str]:

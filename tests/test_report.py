@@ -544,6 +544,16 @@ def test_search_report_draws_optunas_figures_and_flags_a_best_value_on_the_edge(
     assert first == {p.name: p.read_bytes() for p in (search_exp / "figures").glob("search_*.png")}
 
 
+def test_a_best_value_on_the_edge_of_the_search_range_is_flagged(search_exp: Path):
+    best = search_exp / "trial_00000" / "params.json"
+    params = json.loads(best.read_text())
+    params["model.l2"] = 1.5e-6  # within the lowest 10% of log(1e-6)..log(1e-2)
+    best.write_text(json.dumps(params))
+    sect = section(build_report(search_exp).read_text(), "Search")
+    assert row(sect, "model.l2")[2] == "**yes**" and row(sect, "model.dropout")[2] == "no"
+    assert "widen the range" in sect
+
+
 def test_param_importance_needs_two_varying_trials(search_exp: Path):
     exp = load_experiment(search_exp)
     assert sampled_keys(exp) == ["model.dropout", "model.l2"]
@@ -629,3 +639,18 @@ def test_export_copies_only_the_raw_files_and_rebuilds_the_same_report(tmp_path:
     first = (dest / "report.md").read_bytes()
     assert main([str(dest)]) == 0 and (dest / "report.md").read_bytes() == first  # rebuilds from the repo's copy
     assert main([str(exp), "--export", str(dest)]) == 2  # never into an existing folder
+
+
+COMMITTED = sorted(p.parent for p in (REPO / "reports").glob("*/sweep_meta.json"))
+
+
+@pytest.mark.parametrize("committed", COMMITTED, ids=[p.name for p in COMMITTED])
+def test_committed_report_rebuilds_byte_identical_from_its_raw_files(committed: Path, tmp_path: Path):
+    import shutil
+
+    copy = tmp_path / committed.name
+    shutil.copytree(committed, copy)
+    assert build_report(copy) == copy / "report.md"
+    assert (copy / "report.md").read_bytes() == (committed / "report.md").read_bytes()
+    for fig in (committed / "figures").glob("*.png"):
+        assert (copy / "figures" / fig.name).read_bytes() == fig.read_bytes(), fig.name
