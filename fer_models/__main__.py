@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("name")
     s.add_argument("--input-size", type=int, default=64, help="input side in pixels (default 64)")
     args = ap.parse_args(argv)
+    if args.cmd == "summary" and not 8 <= args.input_size <= 512:  # the preprocessing's range; a huge side would build a huge model
+        print(f"error: --input-size {args.input_size}: must be in 8..512", file=sys.stderr)
+        return 2
     try:
         if args.cmd == "list":
             _list()

@@ -3,7 +3,7 @@
 Run::
 
     python -m sweep.evaluate --checkpoint CKPT --data DATASET [--split test] [--out report.md]
-        [--crop-faces] [--margin 0.1] [--skip-unknown]
+        [--crop-faces] [--margin 0.1] [--skip-unknown] [--batch-size 256] [--force]
 
 ``DATASET`` is one of
 
@@ -19,12 +19,17 @@ Run::
 
 Every image, whatever its size or colour, becomes a 48x48 grayscale face exactly like FER-2013's
 (the centre square, or with ``--crop-faces`` the largest face the Haar cascade finds plus a margin;
-images with no face found are reported and left out) and then goes through the preprocessing saved
+images with no face found, and images that cannot be read (corrupt, or over Pillow's
+decompression-bomb pixel limit), are reported and left out) and then goes through the preprocessing saved
 in the checkpoint (``fer_models.predict.preprocess_faces``). Metrics are the sweep's (scikit-learn:
 accuracy, macro and per-class precision/recall/F1, confusion matrix), printed as markdown and, with
-``--out``, written to ``report.md`` plus the same numbers as ``report.json``.
+``--out``, written to ``report.md`` plus the same numbers as ``report.json``. Neither replaces an
+existing file without ``--force``, nor an input (the checkpoint's files, the dataset) even then; both
+paths are checked before anything runs, and each file is written under a temporary name and renamed
+into place.
 
-Exit codes: 0 ok; 1 bad data or checkpoint (one-line message); 2 bad arguments.
+Exit codes: 0 ok; 1 bad data or checkpoint, or no image left to evaluate (one-line message);
+2 bad arguments or an output path refused.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ class EvalData:
     class_rows: list[tuple[str, int, str]] = field(default_factory=list)  # (folder, images, mapped to / why skipped)
     skipped_images: int = 0  # images of skipped classes
     no_face: list[str] = field(default_factory=list)  # images left out because no face was found
+    unreadable: list[str] = field(default_factory=list)  # one-line reasons for images that could not be read
 
 
 def _is_fer_image_release(root: Path) -> bool:
@@ -92,7 +98,9 @@ def load_image_folder(root: str | Path, *, crop_faces: bool = False, margin: flo
             f"{root}: unknown class folder(s) {mapping.unknown}; accepted names: {accepted_names()}; "
             "pass --skip-unknown to leave them out"
         )
-    faces, labels, rows, no_face, skipped_images = [], [], [], [], 0
+    from fer_models.predict import image_read_guard
+
+    faces, labels, rows, no_face, unreadable, skipped_images = [], [], [], [], [], 0
     for d in class_dirs:
         files = sorted(p for p in d.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         if d.name not in mapping.mapped:
@@ -103,7 +111,13 @@ def load_image_folder(root: str | Path, *, crop_faces: bool = False, margin: flo
         label = mapping.mapped[d.name]
         rows.append((d.name, len(files), CLASS_NAMES[label]))
         for p in files:
-            face = _faces_from_gray(facelib.to_gray(facelib.read_image(p)), crop_faces=crop_faces, margin=margin)
+            try:
+                with image_read_guard(p):
+                    rgb = facelib.read_image(p)
+            except DataError as e:  # this image only: reported, the others are still evaluated
+                unreadable.append(str(e))
+                continue
+            face = _faces_from_gray(facelib.to_gray(rgb), crop_faces=crop_faces, margin=margin)
             if face is None:
                 no_face.append(str(p))
                 continue
@@ -117,6 +131,7 @@ def load_image_folder(root: str | Path, *, crop_faces: bool = False, margin: flo
         class_rows=rows,
         skipped_images=skipped_images,
         no_face=no_face,
+        unreadable=unreadable,
     )
 
 
@@ -171,7 +186,8 @@ def evaluate_checkpoint(model: torch.nn.Module, meta: dict, data: EvalData, batc
     from fer_models.training import classification_metrics, evaluate
 
     if len(data.labels) == 0:
-        raise DataError(f"{data.source}: no images left to evaluate (all classes skipped or no faces found)")
+        raise DataError(f"{data.source}: no images left to evaluate (all classes skipped, no faces found"
+                        f"{f' or {len(data.unreadable)} unreadable' if data.unreadable else ''})")
     batches = (
         (preprocess_faces(data.faces48[i : i + batch_size], meta), torch.as_tensor(data.labels[i : i + batch_size]))
         for i in range(0, len(data.labels), batch_size)
@@ -207,6 +223,9 @@ def render_report(metrics: dict, data: EvalData, meta: dict, checkpoint: str, co
     if data.no_face:
         shown = ", ".join(f"`{p}`" for p in data.no_face[:5])
         lines.append(f"- no face found in {len(data.no_face)} images, left out: {shown}{' ...' if len(data.no_face) > 5 else ''}")
+    if data.unreadable:
+        shown = "; ".join(f"`{e}`" for e in data.unreadable[:5])
+        lines.append(f"- {len(data.unreadable)} images could not be read, left out: {shown}{' ...' if len(data.unreadable) > 5 else ''}")
     lines += ["", "## Classes", "", "| dataset class | images | FER-2013 class |", "| --- | ---: | --- |"]
     lines += [f"| {name} | {n} | {to} |" for name, n, to in data.class_rows]
     skipped = [(n, c) for n, c, to in data.class_rows if to.startswith("skipped")]
@@ -238,7 +257,9 @@ def render_report(metrics: dict, data: EvalData, meta: dict, checkpoint: str, co
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m sweep.evaluate", description="Evaluate a checkpoint on a labelled face dataset.")
+    from fer_models.predict import OneLineParser
+
+    p = OneLineParser(prog="python -m sweep.evaluate", description="Evaluate a checkpoint on a labelled face dataset.")
     p.add_argument("--checkpoint", required=True, metavar="CKPT", help="checkpoint directory (model.safetensors + meta.json) or a trial folder holding one")
     p.add_argument("--data", required=True, metavar="DATASET", help="FER-2013 csv/csv.gz/image-folder release, or a folder with one sub-folder per class")
     p.add_argument("--split", choices=SPLIT_CHOICES, default=None, help="FER-2013 layouts only: which split (default test = PrivateTest)")
@@ -246,20 +267,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop-faces", action="store_true", help="crop the largest Haar-cascade face of each image (default: whole image)")
     p.add_argument("--margin", type=float, default=0.1, help="face crop margin, fraction of the box side (default 0.1)")
     p.add_argument("--skip-unknown", action="store_true", help="skip (and report) class folders whose name is not recognised")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default 256)")
+    p.add_argument("--force", action="store_true", help="replace existing report files (never an input)")
     return p
+
+
+def _dataset_image(path: Path, data: Path) -> str | None:
+    """What ``path`` is when it is an image of the dataset folder ``data`` (an input), else None."""
+    if data.is_dir() and path.suffix.lower() in IMAGE_SUFFIXES and path.resolve().is_relative_to(data.resolve()):
+        return f"an image of the dataset {data}"
+    return None
+
+
+def _report_paths(out: Path) -> tuple[Path, Path]:
+    """(markdown, json) paths of ``--out``; a .json name would put both in one file."""
+    from fer_models.predict import OutputError
+
+    if out.suffix.lower() == ".json":
+        raise OutputError(f"{out}: --out names the markdown report; its metrics go to <name>.json beside it, "
+                          "so use e.g. report.md")
+    return out, out.with_suffix(".json")
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    if args.batch_size < 1:
+        print(f"error: --batch-size {args.batch_size}: must be >= 1", file=sys.stderr)
+        return 2
+    if not 0 <= args.margin <= 1:
+        print(f"error: --margin {args.margin}: must be in [0, 1]", file=sys.stderr)
+        return 2
     from fer_models.checkpoint import CheckpointError
-    from fer_models.predict import find_checkpoint_dir, load_model
+    from fer_models.predict import OutputError, check_outputs, find_checkpoint_dir, load_model, write_output
 
     try:
         ckpt = find_checkpoint_dir(args.checkpoint)
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    outs: tuple[Path, Path] | None = None
+    if args.out:
+        try:
+            outs = _report_paths(Path(args.out))
+            check_outputs(outs, [*(p for p in ckpt.iterdir() if p.is_file()), args.data], force=args.force,
+                          is_input=lambda out: _dataset_image(out, Path(args.data)))
+        except OutputError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    try:
         model, meta = load_model(ckpt)
         data = load_eval_data(args.data, split=args.split, crop_faces=args.crop_faces, margin=args.margin, skip_unknown=args.skip_unknown)
+        for reason in data.unreadable:
+            print(f"error: {reason} (left out)", file=sys.stderr)
         metrics = evaluate_checkpoint(model, meta, data, batch_size=args.batch_size)
     except (CheckpointError, DataError, facelib.FaceDetectorUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -267,19 +327,25 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m sweep.evaluate " + shlex.join(argv)
     report = render_report(metrics, data, meta, str(ckpt), command, args.crop_faces)
     print(report)
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(report)
+    if outs:
+        md_path, json_path = outs
         doc = {
             "checkpoint": str(ckpt),
             "data": data.source,
             "split": data.split,
             "classes": [{"name": n, "images": c, "mapped_to": to} for n, c, to in data.class_rows],
             "no_face": len(data.no_face),
+            "unreadable": list(data.unreadable),
             "metrics": {k: v for k, v in metrics.items() if k != "y_pred"},
         }
-        out.with_suffix(".json").write_text(json.dumps(doc, indent=2, default=_jsonable))
+        target = md_path
+        try:
+            write_output(md_path, report)
+            target = json_path
+            write_output(json_path, json.dumps(doc, indent=2, default=_jsonable))
+        except OSError as e:  # became unwritable after the checks
+            print(f"error: {target}: cannot write ({e.strerror or e})", file=sys.stderr)
+            return 2
     return 0
 
 
