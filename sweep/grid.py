@@ -144,26 +144,26 @@ def _validate(grid: Grid) -> None:
         raise GridError(f"{p}: {err}") from None
 
 
+def _validate_block(p: Path, name: str, block, keys: tuple[str, ...]) -> None:
+    """A `search:` or `tune:` block: a mapping of known keys whose `space` is well formed."""
+    if not isinstance(block, dict):
+        raise GridError(f"{p}: '{name}' must be a mapping with keys {', '.join(keys)}")
+    unknown = sorted(set(block) - set(keys))
+    if unknown:
+        raise GridError(f"{p}: unknown key {name}.{unknown[0]}; valid: {', '.join(keys)}")
+    _validate_space(p, name, block.get("space"))
+
+
 def _validate_search(grid: Grid) -> None:
     p, search = grid.path, grid.search
-    if not isinstance(search, dict):
-        raise GridError(f"{p}: 'search' must be a mapping with keys {', '.join(SEARCH_KEYS)}")
-    unknown = sorted(set(search) - set(SEARCH_KEYS))
-    if unknown:
-        raise GridError(f"{p}: unknown key search.{unknown[0]}; valid: {', '.join(SEARCH_KEYS)}")
-    _validate_space(p, "search", search.get("space"))
+    _validate_block(p, "search", search, SEARCH_KEYS)
     if search.get("mode", "max") not in ("max", "min"):
         raise GridError(f"{p}: search.mode must be max or min")
 
 
 def _validate_tune(grid: Grid) -> None:
     p, spec = grid.path, grid.tune
-    if not isinstance(spec, dict):
-        raise GridError(f"{p}: 'tune' must be a mapping with keys {', '.join(TUNE_KEYS)}")
-    unknown = sorted(set(spec) - set(TUNE_KEYS))
-    if unknown:
-        raise GridError(f"{p}: unknown key tune.{unknown[0]}; valid: {', '.join(TUNE_KEYS)}")
-    _validate_space(p, "tune", spec.get("space"))
+    _validate_block(p, "tune", spec, TUNE_KEYS)
     clash = sorted(set(spec["space"]) & (set(grid.scientific) | {"seed", "train.epochs"}))
     if clash:
         raise GridError(f"{p}: tune.space.{clash[0]}: a tuned nuisance key cannot be a scientific axis, the seed "
