@@ -153,9 +153,7 @@ def train_loop(loop_config: dict) -> None:
                     final["metrics"]["test"]["subsets"] = copy_subsets(ev["y_true"], ev["y_pred"],
                                                                        loop_config["test_copy_in_train"])
             final["eval_s"] = time.perf_counter() - t_eval
-            for split in ("train", "val", "test"):
-                final_metrics[f"final/{split}/acc"] = final["metrics"][split]["acc"]
-                final_metrics[f"final/{split}/macro_f1"] = final["metrics"][split]["macro_f1"]
+            final_metrics.update(final_split_metrics(final))
             save_checkpoint(Path(tmp) / "best", best_model, {**meta, "best": best})
             (Path(tmp) / FINAL_FILE).write_text(json.dumps(final))
             ckpt = ray.train.Checkpoint.from_directory(tmp)
@@ -277,14 +275,16 @@ def _read_final(trial_dir: Path) -> dict | None:
     return final if isinstance(final, dict) and "test" in final.get("metrics", {}) else None
 
 
+def final_split_metrics(final: dict) -> dict:
+    """The `final/<split>/{acc,macro_f1}` keys of a trial's last result, from its final.json content."""
+    return {f"final/{split}/{key}": final["metrics"][split][key]
+            for split in ("train", "val", "test") for key in ("acc", "macro_f1")}
+
+
 def final_result(final: dict, epochs: int) -> dict:
     """The metrics the Train worker's last report carried, rebuilt from `final.json`."""
-    out = {"epoch": epochs, "val/acc": final["metrics"]["val"]["acc"], "best_val_acc": final["metrics"]["val"]["acc"],
-           "best_epoch": final["best_epoch"]}
-    for split in ("train", "val", "test"):
-        out[f"final/{split}/acc"] = final["metrics"][split]["acc"]
-        out[f"final/{split}/macro_f1"] = final["metrics"][split]["macro_f1"]
-    return out
+    return {"epoch": epochs, "val/acc": final["metrics"]["val"]["acc"], "best_val_acc": final["metrics"]["val"]["acc"],
+            "best_epoch": final["best_epoch"], **final_split_metrics(final)}
 
 
 def data_key(data_section) -> str:
