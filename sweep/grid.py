@@ -47,11 +47,12 @@ class Grid:
 
     def points(self, seeds: list[int]) -> list[dict[str, Any]]:
         """Every grid point of a grid sweep: the audit trials first (the leaky protocol trains on ~1.75x
-        the images, so starting it first packs the concurrent slots better), then scientific axes x seeds."""
+        the images, so starting it first packs the concurrent slots better), then seed by seed every
+        combination of the scientific axes: a sweep stopped early leaves whole paired seed sets."""
         axes = list(self.scientific.items())
         out = [{**extra, "seed": seeds[0]} for extra in self.audit]
-        for values in itertools.product(*(v for _, v in axes)):
-            for seed in seeds:
+        for seed in seeds:
+            for values in itertools.product(*(v for _, v in axes)):
                 out.append({**dict(zip((k for k, _ in axes), values)), "seed": seed})
         return out
 

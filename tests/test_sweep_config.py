@@ -14,6 +14,9 @@ def test_builtin_grids_load_and_name_the_study_variants():
     points = ablation.points([0, 1, 2])
     assert len(points) == 5 * 3 + 2  # the leaky audit trial and its control (first seed only) + variants x seeds
     assert points[0] == {"model.name": "baseline", "data.protocol": "leaky-oversample-before-split", "seed": 0}
+    # seed-major: every variant's seed 0 before any seed 1, so a sweep stopped early keeps whole paired sets
+    assert [(p["model.name"], p["seed"]) for p in points[2:8]] == [
+        ("baseline", 0), ("no_batchnorm", 0), ("no_dropout", 0), ("fewer_layers", 0), ("optimized", 0), ("baseline", 1)]
     search = load_grid("search")
     assert set(search.search["space"]) == {"model.l2", "model.dropout"}
     stronger = load_grid("stronger")
