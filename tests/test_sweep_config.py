@@ -147,7 +147,7 @@ def test_tune_block_is_validated_and_tuned_values_reach_their_points(tmp_path):
     chosen = [{"point": {"model.name": "baseline"}, "values": {"train.lr": 0.003}},
               {"point": {"model.name": "optimized"}, "values": {"train.lr": 0.0003}}]
     pts = with_tuned(good.points([0, 1]), chosen, good)
-    assert [p["train.lr"] for p in pts] == [0.003, 0.003, 0.003, 0.0003, 0.0003]  # the audit takes baseline's
+    assert [p["train.lr"] for p in pts] == [0.003, 0.003, 0.0003, 0.003, 0.0003]  # the audit takes baseline's
     assert on_edge({"choice": [0.0003, 0.001, 0.003]}, 0.003) and not on_edge({"choice": [0.0003, 0.001, 0.003]}, 0.001)
     assert on_edge({"loguniform": [1e-4, 1e-2]}, 1.1e-4) and not on_edge({"loguniform": [1e-4, 1e-2]}, 1e-3)
     bad = {
