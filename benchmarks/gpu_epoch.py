@@ -93,7 +93,7 @@ def time_model(name: str, x, y, vx, vy, norm, frac: float, device) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", default=",".join(STUDY + list(PROFILES["paper"].extra_models)))
+    p.add_argument("--models", default=",".join(STUDY + ["vgg_fer"]))
     p.add_argument("--fraction", type=float, default=0.25, help="share of the train split timed per model")
     p.add_argument("--threads", type=int, default=1, help="CPU threads of the Train worker (--cpus-per-worker)")
     args = p.parse_args()

@@ -7,14 +7,13 @@ data are prepared once per sweep and shared by every trial. Results land in
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shlex
 import subprocess
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sweep.config import ConfigError, TrialConfig, flatten_params, valid_keys
@@ -50,11 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
                         + ", ".join(DEFAULT_DATA))
     p.add_argument("--profile", choices=sorted(PROFILES), default=None,
                    help="budget: " + "; ".join(f"{k}: {v.about}" for k, v in PROFILES.items())
-                        + ". Default: paper when a GPU is visible, else quick")
+                        + ". Default: paper when a GPU is visible, else settle")
     p.add_argument("--seeds", default=None,
                    help="number of seeds (N -> 0..N-1) or a comma list (0,3,7); default from the profile")
     p.add_argument("--epochs", type=int, default=None, help="training epochs per trial (overrides the profile)")
-    p.add_argument("--num-samples", type=int, default=None, help="Optuna trials for a search grid")
+    p.add_argument("--num-samples", type=int, default=None,
+                   help="Optuna trials for a search grid (default: the grid's num_samples, else the profile's)")
+    p.add_argument("--models", default=None,
+                   help="the grid's model.name axis: 'a,b' runs exactly these, '+a,b' adds them to the grid's "
+                        "(e.g. +vgg_fer_small for the stronger CPU model beside the study's CNNs); the plan prints "
+                        "the resulting axis")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any dotted key for every trial, e.g. --set train.lr=0.0005 (repeatable)")
     p.add_argument("--max-concurrent", type=int, default=None,
@@ -164,12 +168,24 @@ def code_defaults(cfg: TrialConfig, grid: Grid) -> dict:
             if k.partition(".")[0] in ("data", "augment", "train") and k not in varying}
 
 
-def with_extra_models(grid: Grid, models: tuple) -> Grid:
-    """The grid with the profile's extra models appended to its `model.name` axis (if it has one)."""
-    axis = grid.scientific.get("model.name")
-    if not models or axis is None:
+def with_models(grid: Grid, spec: str | None) -> Grid:
+    """The grid with `--models` applied to its `model.name` axis: `a,b` replaces the axis, `+a,b` appends to it."""
+    if not spec:
         return grid
-    return replace(grid, scientific={**grid.scientific, "model.name": axis + [m for m in models if m not in axis]})
+    from fer_models import list_models
+
+    append = spec.startswith("+")
+    names = [n.strip() for n in spec.lstrip("+").split(",") if n.strip()]
+    unknown = [n for n in names if n not in list_models()]
+    if not names or unknown:
+        raise UsageError(f"--models {spec}: " + (f"unknown model {unknown[0]!r}; valid: {', '.join(list_models())}"
+                                                 if unknown else "expected a comma list of model names"))
+    axis = grid.scientific.get("model.name")
+    if axis is None:
+        raise UsageError(f"--models {spec}: grid {grid.name} has no model.name axis to change")
+    if len(set(names)) < len(names) or (append and set(names) & set(axis)):
+        raise UsageError(f"--models {spec}: a model is listed twice on the model.name axis")
+    return replace(grid, scientific={**grid.scientific, "model.name": (axis + names) if append else names})
 
 
 def gpu_visible(address: str | None) -> bool:
@@ -184,8 +200,58 @@ def gpu_visible(address: str | None) -> bool:
 
 # ---------------------------------------------------------------- running
 
+@dataclass
+class Plan:
+    """A checked sweep: what runs (the resolved grid and one config per trial), on what, and where it goes."""
+
+    args: argparse.Namespace
+    grid: Grid  # the grid file with --models applied: exactly the variants that run
+    profile: str
+    seeds: list[int]
+    constants: dict  # profile < grid < flags, plus the code's defaults of every unnamed setting
+    configs: list[TrialConfig]
+    resources: Resources
+    max_concurrent: int
+    name: str
+    exp_uri: str
+    data_spec: str
+    n_trials: int
+    prepared: dict = field(default_factory=dict)  # data key -> arrays in the object store, norm, counts
+    audits: dict = field(default_factory=dict)
+    data_sha256: str | None = None
+
+    @property
+    def storage(self) -> str:
+        return _storage_root(self.args.storage_path)
+
+
 def _run(args) -> int:
-    grid = load_grid(args.grid)
+    grid, early, data_spec = check_flags(args)  # every refusal before Ray's ~10 s start-up
+    import ray
+
+    _init_ray(args)
+    plan = make_plan(args, grid, early, data_spec)
+    prepare_data(plan)
+    print_plan(plan)
+    meta = record_meta(plan)
+    t0 = time.time()
+    if plan.grid.tune is not None:
+        plan.configs = trial_configs(plan.grid, plan.constants, plan.seeds, tuned_values(plan, meta))
+    results = _fit(plan)
+    from sweep import storage as store
+
+    meta.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), wall_s=time.time() - t0)
+    store.write_json(f"{plan.exp_uri}/sweep_meta.json", meta)
+    errors = _print_summary(results) + _write_report(plan)
+    print(f"tensorboard --logdir {plan.exp_uri}")
+    ray.shutdown()
+    return 1 if errors else 0
+
+
+def check_flags(args) -> tuple[Grid, dict, str]:
+    """The resolved grid, the flags' settings and the data path; a UsageError for anything that cannot work.
+    Needs no Ray and writes nothing (the profile only changes values, not which keys exist)."""
+    grid = with_models(load_grid(args.grid), args.models)
     data_spec = resolve_data(args.data)
     if args.workers_per_trial < 1 or args.cpus_per_worker < 1:
         raise UsageError("--workers-per-trial and --cpus-per-worker must be >= 1")
@@ -194,23 +260,14 @@ def _run(args) -> int:
     if args.name is not None and (not args.name.strip() or args.name in (".", "..") or "/" in args.name
                                   or "\\" in args.name or args.name != args.name.strip()):
         raise UsageError(f"--name {args.name!r}: must be a plain folder name under --storage-path (no '/', no '..')")
-    if args.resume:  # before Ray starts and before anything is written
-        from sweep import storage as store
-
-        meta_uri = f"{_experiment_uri(args.storage_path, args.name)}/sweep_meta.json"
-        if not store.exists(meta_uri):
-            raise UsageError(f"--resume --name {args.name}: nothing to resume, {meta_uri} does not exist")
-        try:
-            if not isinstance(store.read_json(meta_uri), dict):
-                raise ValueError("not a JSON object")
-        except ValueError as err:
-            raise UsageError(f"--resume: {meta_uri} is unreadable ({err}); it cannot be resumed") from None
-
-    if args.name and not args.resume:  # before Ray's ~10 s start-up, not after
+    if args.resume:
+        _check_resumable(_experiment_uri(args.storage_path, args.name), args.name)
+    elif args.name:
         _refuse_existing(_experiment_uri(args.storage_path, args.name), args.name)
-    # Every flag and key checked before Ray starts (the profile only changes values, not which keys exist).
     if args.epochs is not None and args.epochs < 1:
         raise UsageError(f"--epochs {args.epochs}: must be >= 1")
+    if args.num_samples is not None and args.num_samples < 1:
+        raise UsageError(f"--num-samples {args.num_samples}: must be >= 1")
     early = {**parse_sets(args.set), **({"train.epochs": args.epochs} if args.epochs else {})}
     trial_configs(grid, {**grid.constants, **early}, resolve_seeds(args.seeds, 1))
     if args.use_gpu and not args.address:
@@ -218,102 +275,105 @@ def _run(args) -> int:
 
         if not torch.cuda.is_available():
             raise UsageError("--use-gpu: this machine has no visible GPU (torch.cuda.is_available() is False)")
+    return grid, early, data_spec
 
-    import ray
 
-    _init_ray(args)
+def make_plan(args, grid: Grid, early: dict, data_spec: str) -> Plan:
+    """Budget (profile < grid < flags), trial configs, concurrency and the experiment's place."""
     profile_name = args.profile
     if profile_name is None:
         profile_name = "paper" if gpu_visible(args.address) else "settle"
         print(f"profile: {profile_name} (no --profile given; {'a GPU is' if profile_name == 'paper' else 'no GPU'} visible)")
     profile = PROFILES[profile_name]
-    grid = with_extra_models(grid, profile.extra_models)
     seeds = resolve_seeds(args.seeds, profile.seeds)
     constants = {**profile.settings, **grid.constants, **early}
     configs = trial_configs(grid, constants, seeds)
     constants = {**code_defaults(configs[0], grid), **constants}
-
     resources = Resources(args.workers_per_trial, args.cpus_per_worker, args.use_gpu, args.gpus_per_worker)
-    max_concurrent = args.max_concurrent or _fit_concurrency(resources, on_cluster=bool(args.address))
     name = args.name or f"{grid.name}-{profile_name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    storage = _storage_root(args.storage_path)
     exp_uri = _experiment_uri(args.storage_path, name)
-    if not args.name and not args.resume:  # a given --name was checked above
+    if not args.name and not args.resume:  # a given --name was checked before Ray started
         _refuse_existing(exp_uri, name)
+    n_trials = len(configs) if grid.search is None else (
+        args.num_samples or grid.search.get("num_samples") or profile.search_samples)
+    return Plan(args=args, grid=grid, profile=profile_name, seeds=seeds, constants=constants, configs=configs,
+                resources=resources, name=name, exp_uri=exp_uri, data_spec=data_spec, n_trials=n_trials,
+                max_concurrent=args.max_concurrent or _fit_concurrency(resources, on_cluster=bool(args.address)))
 
-    from sweep import storage as store
 
-    # Data: prepared once per distinct data section, shared by every trial through the object store.
+def prepare_data(plan: Plan) -> None:
+    """Each distinct data section prepared once and shared by every trial through the object store."""
     from fer_data.pipeline import prepare
 
-    prepared, audits, sha = {}, {}, None
-    for cfg in configs:
+    for cfg in plan.configs:
         key = data_key(cfg.data)
-        if key not in prepared:
-            t0 = time.perf_counter()
-            pd_ = prepare(data_spec, _data_config(cfg))
-            prepared[key] = {"arrays": share_arrays(pd_.datasets), "norm": pd_.norm, "class_weights": pd_.class_weights,
-                             "test_copy_in_train": pd_.test_copy_in_train,
-                             "counts": {k: int(sum(v)) for k, v in pd_.counts.items()}}
-            audits[cfg.data.protocol] = pd_.audit
-            sha = pd_.sha256
-            print(f"data: {cfg.data.protocol}, {cfg.data.input_size}x{cfg.data.input_size}, balance {cfg.data.balance}: "
-                  f"{_counts_line(prepared[key]['counts'])} prepared in {time.perf_counter() - t0:.1f} s")
+        if key in plan.prepared:
+            continue
+        t0 = time.perf_counter()
+        pd_ = prepare(plan.data_spec, _data_config(cfg))
+        plan.prepared[key] = {"arrays": share_arrays(pd_.datasets), "norm": pd_.norm,
+                              "class_weights": pd_.class_weights, "test_copy_in_train": pd_.test_copy_in_train,
+                              "counts": {k: int(sum(v)) for k, v in pd_.counts.items()}}
+        plan.audits[cfg.data.protocol] = pd_.audit
+        plan.data_sha256 = pd_.sha256
+        print(f"data: {cfg.data.protocol}, {cfg.data.input_size}x{cfg.data.input_size}, balance {cfg.data.balance}: "
+              f"{_counts_line(plan.prepared[key]['counts'])} prepared in {time.perf_counter() - t0:.1f} s")
 
-    n_trials = len(configs) if grid.search is None else (args.num_samples or profile.search_samples
-                                                         or grid.search.get("num_samples", 8))
-    _print_plan(grid, profile_name, configs, n_trials, seeds, resources, max_concurrent, exp_uri, prepared)
 
+def record_meta(plan: Plan) -> dict:
+    """sweep_meta.json: the resolved grid, budget, data and provenance; a resume keeps the first start's."""
+    from sweep import storage as store
+
+    g, r = plan.grid, plan.resources
     meta = {
-        "name": name, "command": args.command,
-        "grid": grid.name, "grid_file": str(grid.path), "description": grid.description,
-        "profile": profile_name, "seeds": seeds, "data": data_spec, "data_sha256": sha, "data_audit": audits,
-        "resources_per_trial": {"workers": resources.workers, "cpus_per_worker": resources.cpus_per_worker,
-                                "gpus_per_worker": resources.gpus_per_worker if resources.use_gpu else 0},
-        "max_concurrent": max_concurrent, "scientific": grid.scientific, "nuisance": grid.nuisance,
-        "fixed": grid.fixed, "audit": grid.audit, "search": grid.search, "constants": constants,
+        "name": plan.name, "command": plan.args.command,
+        "grid": g.name, "grid_file": str(g.path), "description": g.description,
+        "profile": plan.profile, "seeds": plan.seeds, "data": plan.data_spec, "data_sha256": plan.data_sha256,
+        "data_audit": plan.audits,
+        "resources_per_trial": {"workers": r.workers, "cpus_per_worker": r.cpus_per_worker,
+                                "gpus_per_worker": r.gpus_per_worker if r.use_gpu else 0},
+        "max_concurrent": plan.max_concurrent, "scientific": g.scientific, "nuisance": g.nuisance,
+        "fixed": g.fixed, "audit": g.audit, "search": g.search, "constants": plan.constants,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **provenance(),
     }
-    if args.resume:
-        # Keep how the experiment was first started; record each resume beside it.
-        first = store.read_json(f"{exp_uri}/sweep_meta.json")
-        resumes = first.get("resumes", []) + [{"command": args.command, "at": meta["started"],
+    if plan.args.resume:  # keep how the experiment was first started; record each resume beside it
+        first = store.read_json(f"{plan.exp_uri}/sweep_meta.json")
+        resumes = first.get("resumes", []) + [{"command": plan.args.command, "at": meta["started"],
                                                 "git_commit": meta["git_commit"]}]
         meta = {**first, **meta, **{k: first[k] for k in ("command", "started", "git_commit") if k in first},
                 "resumes": resumes}
-    store.write_json(f"{exp_uri}/sweep_meta.json", meta)
+    store.write_json(f"{plan.exp_uri}/sweep_meta.json", meta)
+    return meta
 
-    t0 = time.time()
-    if grid.tune is not None:
-        if args.resume and meta.get("tuning", {}).get("chosen"):
-            chosen = meta["tuning"]["chosen"]  # tuned before the interruption: never tune twice
-        else:
-            chosen = _tune_nuisance(grid, constants, resources, max_concurrent, exp_uri, prepared)
-            meta["tuning"] = {**grid.tune, "chosen": chosen}
-            store.write_json(f"{exp_uri}/sweep_meta.json", meta)
-        configs = trial_configs(grid, constants, seeds, chosen)
-    results = _fit(args, grid, constants, configs, seeds, resources, max_concurrent, storage, name, exp_uri,
-                   prepared, n_trials)
-    meta["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    meta["wall_s"] = time.time() - t0
-    store.write_json(f"{exp_uri}/sweep_meta.json", meta)
 
-    errors = _print_summary(results)
-    if not args.no_report:
-        from sweep.report import ReportError, build_report
+def tuned_values(plan: Plan, meta: dict) -> list[dict]:
+    """The nuisance values tuned per scientific point; tuned once, and kept across a resume."""
+    from sweep import storage as store
 
-        local = store.local_copy(exp_uri)
-        try:
-            report = build_report(local)
-        except ReportError as err:  # the trials' results are saved; only the report could not be written
-            print(f"error: report: {err}", file=sys.stderr)
-            errors += 1
-        else:
-            store.publish(local, exp_uri, report)
-            print(f"report: {store.join(exp_uri, Path(report).name) if '://' in exp_uri else report}")
-    print(f"tensorboard --logdir {exp_uri}")
-    ray.shutdown()
-    return 1 if errors else 0
+    if plan.args.resume and meta.get("tuning", {}).get("chosen"):
+        return meta["tuning"]["chosen"]
+    chosen = _tune_nuisance(plan)
+    meta["tuning"] = {**plan.grid.tune, "chosen": chosen}
+    store.write_json(f"{plan.exp_uri}/sweep_meta.json", meta)
+    return chosen
+
+
+def _write_report(plan: Plan) -> int:
+    """The markdown report; 1 if it could not be written (the trials' results are saved either way)."""
+    if plan.args.no_report:
+        return 0
+    from sweep import storage as store
+    from sweep.report import ReportError, build_report
+
+    local = store.local_copy(plan.exp_uri)
+    try:
+        report = build_report(local)
+    except ReportError as err:
+        print(f"error: report: {err}", file=sys.stderr)
+        return 1
+    store.publish(local, plan.exp_uri, report)
+    print(f"report: {store.join(plan.exp_uri, Path(report).name) if '://' in plan.exp_uri else report}")
+    return 0
 
 
 def _storage_root(storage_path: str) -> str:
@@ -322,6 +382,19 @@ def _storage_root(storage_path: str) -> str:
 
 def _experiment_uri(storage_path: str, name: str) -> str:
     return f"{_storage_root(storage_path).rstrip('/')}/{name}"
+
+
+def _check_resumable(exp_uri: str, name: str) -> None:
+    from sweep import storage as store
+
+    meta_uri = f"{exp_uri}/sweep_meta.json"
+    if not store.exists(meta_uri):
+        raise UsageError(f"--resume --name {name}: nothing to resume, {meta_uri} does not exist")
+    try:
+        if not isinstance(store.read_json(meta_uri), dict):
+            raise ValueError("not a JSON object")
+    except ValueError as err:
+        raise UsageError(f"--resume: {meta_uri} is unreadable ({err}); it cannot be resumed") from None
 
 
 def _refuse_existing(exp_uri: str, name: str) -> None:
@@ -358,8 +431,10 @@ def _init_ray(args) -> None:
         import logging
         import warnings
 
-        for logger in ("ray.data", "ray.tune", "ray.train"):
+        for logger in ("ray.tune", "ray.train"):
             logging.getLogger(logger).setLevel(logging.WARNING)
+        # Ray Data warns that "the cluster has no available CPUs" while Tune holds them: expected in a sweep.
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
         warnings.filterwarnings("ignore", category=DeprecationWarning, module="ray")
         warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
 
@@ -394,31 +469,32 @@ def _counts_line(counts: dict) -> str:
     return ", ".join(f"{k} {v}" for k, v in counts.items())
 
 
-def _fit(args, grid, constants, configs, seeds, resources, max_concurrent, storage, name, exp_uri, prepared,
-         n_trials):
+def _fit(plan: Plan):
     from ray import tune
 
     from sweep.progress import EpochLines
 
+    grid, exp_uri, max_concurrent = plan.grid, plan.exp_uri, plan.max_concurrent
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, prepared=prepared, resources=resources,
+        tune.with_parameters(run_trial, prepared=plan.prepared, resources=plan.resources,
                              storage_path=f"{exp_uri}/train_runs"),
         {"driver_slot": 1},
     )
     run_config = tune.RunConfig(
-        name=name, storage_path=storage, verbose=0, callbacks=[EpochLines()],
+        name=plan.name, storage_path=plan.storage, verbose=0, callbacks=[EpochLines()],
         # A dead driver (or its node) is relaunched; its TorchTrainer finds its checkpoints by name.
         failure_config=tune.FailureConfig(max_failures=3),
     )
-    if args.resume:
+    if plan.args.resume:
         if not tune.Tuner.can_restore(exp_uri):
             raise UsageError(f"--resume: nothing to resume at {exp_uri}")
         tuner = tune.Tuner.restore(exp_uri, trainable=trainable, resume_unfinished=True, resume_errored=True)
     elif grid.search is None:
-        points = [{k: v for k, v in flatten_params(c.to_flat()).items() if k in _point_keys(grid)} for c in configs]
+        points = [{k: v for k, v in flatten_params(c.to_flat()).items() if k in _point_keys(grid)}
+                  for c in plan.configs]
         tuner = tune.Tuner(
             trainable,
-            param_space={**constants, "variant": tune.grid_search(points)},
+            param_space={**plan.constants, "variant": tune.grid_search(points)},
             # No reuse_actors: in Ray 2.60 a reused driver's files written after its last report (final.json,
             # best_model/, the confusion image) never reached the later trials' folders (measured).
             tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent),
@@ -429,26 +505,26 @@ def _fit(args, grid, constants, configs, seeds, resources, max_concurrent, stora
         from ray.tune.schedulers import ASHAScheduler
         from ray.tune.search.optuna import OptunaSearch
 
-        epochs = configs[0].train.epochs
+        epochs = plan.configs[0].train.epochs
         asha = grid.search.get("asha") or {}
         tuner = tune.Tuner(
             trainable,
-            param_space={**constants, "seed": seeds[0], **search_space(grid)},
+            param_space={**plan.constants, "seed": plan.seeds[0], **search_space(grid)},
             tune_config=tune.TuneConfig(
                 metric=grid.search.get("metric", "val/acc"), mode=grid.search.get("mode", "max"),
-                search_alg=OptunaSearch(sampler=optuna.samplers.TPESampler(seed=seeds[0])),
+                search_alg=OptunaSearch(sampler=optuna.samplers.TPESampler(seed=plan.seeds[0])),
                 # time in epochs before the last (see trial.ASHA_TIME): rungs never cut off a final evaluation
                 scheduler=ASHAScheduler(time_attr=ASHA_TIME, max_t=max(epochs, asha.get("grace_period", 1) + 1),
                                         grace_period=asha.get("grace_period", 1),
                                         reduction_factor=asha.get("reduction_factor", 2)),
-                num_samples=n_trials, max_concurrent_trials=max_concurrent,
+                num_samples=plan.n_trials, max_concurrent_trials=max_concurrent,
             ),
             run_config=run_config,
         )
     return tuner.fit()
 
 
-def _tune_nuisance(grid, constants, resources, max_concurrent, exp_uri, prepared) -> list[dict]:
+def _tune_nuisance(plan: Plan) -> list[dict]:
     """Stage 1 of a grid with a `tune:` block: for each scientific point, a short search of the nuisance space at
     the tuning seed (ASHA-pruned; every combination once when the space is all `choice`), selected on validation
     only: these trials never evaluate on test and write no final.json. Returns one entry per point:
@@ -460,11 +536,12 @@ def _tune_nuisance(grid, constants, resources, max_concurrent, exp_uri, prepared
 
     from sweep.progress import EpochLines
 
+    grid, exp_uri, max_concurrent = plan.grid, plan.exp_uri, plan.max_concurrent
     spec = grid.tune
     seed, epochs, asha = spec.get("seed", 0), spec.get("epochs", 1), spec.get("asha") or {}
     grace = asha.get("grace_period", 1)
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, prepared=prepared, resources=resources,
+        tune.with_parameters(run_trial, prepared=plan.prepared, resources=plan.resources,
                              storage_path=f"{exp_uri}/tuning/train_runs", final_eval=False),
         {"driver_slot": 1},
     )
@@ -485,7 +562,7 @@ def _tune_nuisance(grid, constants, resources, max_concurrent, exp_uri, prepared
               f"{', '.join(spec['space'])} at seed {seed}, {epochs} epoch(s), selected on validation", flush=True)
         results = tune.Tuner(
             trainable,
-            param_space={**constants, **point, "seed": seed, "train.epochs": epochs, **space},
+            param_space={**plan.constants, **point, "seed": seed, "train.epochs": epochs, **space},
             tune_config=tune.TuneConfig(metric="val/acc", mode="max", search_alg=search_alg, scheduler=scheduler,
                                         num_samples=samples, max_concurrent_trials=max_concurrent),
             run_config=tune.RunConfig(name=f"{i:02d}", storage_path=f"{exp_uri}/tuning", verbose=0,
@@ -511,23 +588,30 @@ def _point_keys(grid: Grid) -> set:
     return keys
 
 
-def _print_plan(grid, profile_name, configs, n_trials, seeds, resources, max_concurrent, exp_uri, prepared):
+def print_plan(plan: Plan) -> None:
     from sweep.estimate import estimate_seconds
 
-    cfg0 = configs[0]
+    grid, cfg0, resources = plan.grid, plan.configs[0], plan.resources
     per_worker = ", ".join(f"{k} {v:g}" for k, v in resources.worker_resources().items())
     print(f"plan: grid {grid.name} ({grid.description})")
-    print(f"  trials: {n_trials}" + (f" = {len(configs) - len(grid.audit)} grid points ({len(seeds)} seed(s)) + "
-                                     f"{len(grid.audit)} audit" if grid.search is None else " Optuna samples, ASHA"))
+    for key, values in grid.scientific.items():  # the resolved grid: exactly what runs
+        print(f"  {key}: {', '.join(map(str, values))}")
+    for extra in grid.audit:
+        print(f"  audit: {', '.join(f'{k}={v}' for k, v in extra.items())} (first seed only)")
+    print(f"  trials: {plan.n_trials}" + (
+        f" = {len(plan.configs) - len(grid.audit)} grid points ({len(plan.seeds)} seed(s): "
+        f"{', '.join(map(str, plan.seeds))}) + {len(grid.audit)} audit" if grid.search is None
+        else " Optuna samples, ASHA"))
     print(f"  per trial: {resources.workers} Train worker(s) x ({per_worker}) + 1 driver_slot; "
-          f"{max_concurrent} at once; {cfg0.train.epochs} epochs at {cfg0.data.input_size}x{cfg0.data.input_size}")
+          f"{plan.max_concurrent} at once; {cfg0.train.epochs} epochs at {cfg0.data.input_size}x{cfg0.data.input_size}")
     if grid.tune is not None:
         t = grid.tune
         print(f"  first, nuisance tuning of {', '.join(t['space'])} for each of {len(scientific_points(grid))} "
               f"scientific point(s): up to {t.get('num_samples', 4)} trial(s) each (every value once for a `choice` "
               f"space), {t.get('epochs', 1)} epoch(s) at seed {t.get('seed', 0)}, chosen on validation only "
               "(not in the estimate below)")
-    est = estimate_seconds(configs if grid.search is None else configs * n_trials, prepared, resources, max_concurrent)
+    configs = plan.configs if grid.search is None else plan.configs * plan.n_trials
+    est = estimate_seconds(configs, plan.prepared, resources, plan.max_concurrent)
     import torch
 
     from fer_models.perf import cpu_has_native_bf16, host_kind
@@ -537,7 +621,7 @@ def _print_plan(grid, profile_name, configs, n_trials, seeds, resources, max_con
         "; a CPU without native bf16 takes ~4x longer" if cpu_has_native_bf16()
         else "; a CPU with native bf16 (avx512_bf16) takes ~1/4 of it")
     print(f"  estimated time: {est} on this host: {host_kind()}{other}")
-    print(f"  results: {exp_uri}")
+    print(f"  results: {plan.exp_uri}")
 
 
 def _print_summary(results) -> int:

@@ -4,7 +4,7 @@ import pytest
 from sweep.config import ConfigError, TrialConfig, flatten_params
 from sweep.grid import GridError, builtin_grids, load_grid
 from sweep.profiles import PROFILES
-from sweep.run import main, parse_sets, resolve_seeds, with_extra_models, UsageError
+from sweep.run import UsageError, build_parser, check_flags, main, make_plan, parse_sets, resolve_seeds, with_models
 
 
 def test_builtin_grids_load_and_name_the_study_variants():
@@ -24,16 +24,45 @@ def test_builtin_grids_load_and_name_the_study_variants():
     assert stronger.fixed == ablation.fixed and stronger.nuisance == ablation.nuisance  # comparable runs
 
 
-def test_quick_and_paper_add_a_stronger_model_to_the_model_axis():
+def _plan(*argv):
+    args = build_parser().parse_args(["--data", "synthetic", "--max-concurrent", "1", *argv])
+    args.command = "test"
+    return make_plan(args, *check_flags(args))
+
+
+def test_the_resolved_grid_is_the_grid_file_plus_the_flags_and_nothing_else(tmp_path):
+    study = load_grid("ablation").scientific["model.name"]
+    for profile in PROFILES:  # a profile sets the budget, never the variants
+        plan = _plan("--profile", profile, "--storage-path", str(tmp_path))
+        assert plan.grid == load_grid("ablation")
+        assert sorted({c.model.name for c in plan.configs}) == sorted(study)
+        assert len(plan.configs) == len(study) * PROFILES[profile].seeds + 2
+    plan = _plan("--profile", "quick", "--models", "+vgg_fer_small", "--seeds", "2", "--storage-path", str(tmp_path))
+    assert plan.grid.scientific["model.name"] == study + ["vgg_fer_small"]
+    assert [c.model.name for c in plan.configs].count("vgg_fer_small") == 2
+    plan = _plan("--grid", "ablation", "--models", "baseline,no_dropout", "--profile", "settle", "--epochs", "7",
+                 "--set", "train.lr=0.003", "--storage-path", str(tmp_path))
+    assert plan.grid.scientific == {"model.name": ["baseline", "no_dropout"]}
+    assert {(c.train.epochs, c.train.lr, c.data.input_size) for c in plan.configs} == {(7, 0.003, 32)}  # flag > profile
+    search = load_grid("search")  # the grid's num_samples beats the profile's; the flag beats both
+    assert _plan("--grid", "search", "--profile", "smoke", "--storage-path", str(tmp_path)).n_trials == \
+        search.search["num_samples"]
+    assert _plan("--grid", "search", "--profile", "smoke", "--num-samples", "3",
+                 "--storage-path", str(tmp_path)).n_trials == 3
+
+
+def test_models_flag_replaces_or_extends_the_model_axis_and_refuses_nonsense():
     ablation = load_grid("ablation")
     study = ablation.scientific["model.name"]
-    quick = with_extra_models(ablation, PROFILES["quick"].extra_models)
-    assert quick.scientific["model.name"] == study + ["vgg_fer_small"]
-    assert len(quick.points([0])) == 6 + 2  # + the leaky audit trial and its control
-    assert with_extra_models(ablation, PROFILES["paper"].extra_models).scientific["model.name"] == study + ["vgg_fer"]
-    assert PROFILES["smoke"].extra_models == ()  # the smoke grid stays the study's five
-    search = load_grid("search")  # no model axis: nothing to add to
-    assert with_extra_models(search, PROFILES["quick"].extra_models) == search
+    assert with_models(ablation, None) == ablation
+    assert with_models(ablation, "+vgg_fer").scientific["model.name"] == study + ["vgg_fer"]
+    assert with_models(ablation, "optimized").scientific["model.name"] == ["optimized"]
+    for spec, msg in [("nope", "unknown model 'nope'"), ("+baseline", "listed twice"), (",", "comma list"),
+                      ("baseline,baseline", "listed twice")]:
+        with pytest.raises(UsageError, match=msg):
+            with_models(ablation, spec)
+    with pytest.raises(UsageError, match="no model.name axis"):
+        with_models(load_grid("search"), "baseline")
 
 
 def test_trial_config_from_flat_types_values_and_merges_variant():
