@@ -17,7 +17,7 @@ import yaml
 from sweep.config import ConfigError, TrialConfig
 
 GRIDS_DIR = Path(__file__).parent / "grids"
-TOP_KEYS = ("description", "scientific", "nuisance", "fixed", "audit", "search", "tune")
+TOP_KEYS = ("description", "scientific", "reference", "nuisance", "fixed", "audit", "search", "tune")
 SEARCH_KEYS = ("metric", "mode", "num_samples", "space", "asha")
 TUNE_KEYS = ("space", "num_samples", "epochs", "seed", "asha")
 SPACE_KINDS = ("loguniform", "uniform", "choice")
@@ -33,6 +33,8 @@ class Grid:
     path: Path
     description: str = ""
     scientific: dict[str, list] = field(default_factory=dict)
+    # The level each scientific axis is compared against; an axis not named here: its first listed value.
+    reference: dict[str, Any] = field(default_factory=dict)
     nuisance: dict[str, Any] = field(default_factory=dict)
     fixed: dict[str, Any] = field(default_factory=dict)
     audit: list[dict[str, Any]] = field(default_factory=list)
@@ -99,6 +101,7 @@ def load_grid(spec: str) -> Grid:
         path=path,
         description=str(raw.get("description", "")),
         scientific=_mapping(raw, "scientific", path),
+        reference=_mapping(raw, "reference", path),
         nuisance=_mapping(raw, "nuisance", path),
         fixed=_mapping(raw, "fixed", path),
         audit=list(raw.get("audit") or []),
@@ -122,6 +125,11 @@ def _validate(grid: Grid) -> None:
     for key, values in grid.scientific.items():
         if not isinstance(values, list) or not values:
             raise GridError(f"{p}: scientific.{key} must be a non-empty list of values")
+    for key, level in grid.reference.items():
+        if key not in grid.scientific:
+            raise GridError(f"{p}: reference.{key}: not a scientific axis; axes: {', '.join(grid.scientific) or 'none'}")
+        if level not in grid.scientific[key]:
+            raise GridError(f"{p}: reference.{key}: {level!r} is not one of its levels {grid.scientific[key]}")
     if grid.search is not None:
         if grid.scientific:
             raise GridError(f"{p}: a grid has either 'scientific' axes or a 'search' block, not both")

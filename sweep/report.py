@@ -60,6 +60,7 @@ from sweep.report_format import (  # noqa: F401  (re-exported)
     slug,
     test_name,
 )
+from sweep.report_axes import section_comparisons
 from sweep.report_leak import leak_audit, leak_bars_data, section_leakage
 from sweep.report_load import (  # noqa: F401  (re-exported)
     BASELINE,
@@ -298,39 +299,6 @@ def reference_families(variants: Sequence[Variant], split: str) -> list[list[Com
         if members:
             fams.append(family([(v, ref) for v in members], split))
     return fams
-
-
-def section_comparisons(exp: Experiment, variants: Sequence[Variant]) -> list[str]:
-    if is_search(exp):
-        return []
-    out = ["## Differences from the baseline", ""]
-    out.append(
-        "Each variant minus the baseline run under the same protocol and grid axes, in percentage points "
-        "[95% interval, clipped to ±100]. The test: a **paired t-test** on the per-seed differences when both "
-        "ran at least two of the same seeds (only the shared seeds count), **Welch's** unequal-variance t-test "
-        "otherwise. *p* is the raw two-sided p-value, *Holm p* the Holm-adjusted one within the family of all "
-        "rows of one split against one reference. Effect size: Cohen's d (Welch, pooled sd) or d_z (paired: "
-        "mean difference / sd of the differences). *reading* is the verdict rule of the claims section applied "
-        "two-sided (higher / lower / tie / inconclusive / collapsed / not settled). " + STAT_NOTE)
-    out.append("")
-    rows = []
-    for split in ("val", "test"):
-        for fam in reference_families(variants, split):
-            for c in fam:
-                rows.append([c.variant.label, split, c.reference.label, test_name(c.diff), fmt_interval(c.diff),
-                             fmt_p(c.diff.p), fmt_p(c.p_adj), fmt_effect(c.diff), reading(c.verdict(+1))])
-    if rows:
-        out += md_table(["variant", "split", "reference", "test", "Δ accuracy (pp) [95% interval]", "p",
-                         "Holm p", "effect size", "reading"], rows)
-    else:
-        out.append("_No variant has a baseline under the same protocol and axes._")
-    lone = [v.label for v in variants if v.model != BASELINE and v.done and baseline_for(v, variants) is None]
-    if lone:
-        out.append("")
-        out.append("No baseline under the same protocol and axes (not compared here): "
-                   + ", ".join(f"`{x}`" for x in lone) + ".")
-    out.append("")
-    return out
 
 
 # ----------------------------------------------------------------------------- claims, paper, per seed
@@ -700,15 +668,22 @@ def section_tuning(exp: Experiment) -> list[str]:
     return out + [""]
 
 
+def is_study_ablation(variants: Sequence[Variant]) -> bool:
+    """The study's baseline and at least one of its other four CNNs ran under the official protocol."""
+    models = {v.model for v in variants if v.protocol == OFFICIAL and v.done}
+    return BASELINE in models and bool(models & set(MODEL_ORDER[1:]))
+
+
 def render_report(exp: Experiment, out_dir: Path) -> str:
     variants = group_variants(exp)  # raises ReportError on duplicate seeds
     lines: list[str] = []
     lines += _guarded("Header", section_header, exp, variants)
     lines += _guarded("Results per variant", section_main_table, exp, variants)
     lines += _guarded("Nuisance tuning", section_tuning, exp)
-    lines += _guarded("Differences from the baseline", section_comparisons, exp, variants)
-    lines += _guarded("The study's claims", section_claims, exp, variants, out_dir)
-    lines += _guarded("The study's table beside ours", section_paper, exp, variants)
+    lines += _guarded("Differences from the reference level", section_comparisons, exp, variants)
+    if is_study_ablation(variants):  # keyed on the variants the claims are about, not on the grid's name
+        lines += _guarded("The study's claims", section_claims, exp, variants, out_dir)
+        lines += _guarded("The study's table beside ours", section_paper, exp, variants)
     lines += _guarded("Per-seed results", section_per_seed, exp, variants)
     lines += _guarded("Leakage audit", section_leakage, exp, variants)
     if any(v.protocol == LEAKY for v in variants):

@@ -458,6 +458,18 @@ def check_duplicate_seeds(variants: Sequence[Variant]) -> None:
         raise ReportError("duplicate seeds (each seed must run once per variant): " + "; ".join(clashes))
 
 
+def _level(v: Any) -> str:
+    return ("true" if v else "false") if isinstance(v, bool) else str(v)  # as the grid file writes it
+
+
+def variant_label(model: str, protocol: str = OFFICIAL, extras: dict | None = None) -> str:
+    """A variant named by its axis values: `baseline [model.batchnorm=false]`, `baseline [leaky-...]`.
+    Defaults stay out of the label: "optimized", not "optimized [data.balance=none]"."""
+    tags = ([] if protocol == OFFICIAL else [protocol]) + [
+        f"{k}={_level(v)}" for k, v in (extras or {}).items() if (k, v) not in LABEL_DEFAULTS]
+    return model + (f" [{', '.join(tags)}]" if tags else "")
+
+
 def group_variants(exp: Experiment) -> list[Variant]:
     """Trials grouped by variant axes, in the study's model order. Raises ReportError on duplicate seeds
     (not in a search sweep, whose trials share one seed by design)."""
@@ -473,11 +485,7 @@ def group_variants(exp: Experiment) -> list[Variant]:
         protocol = vals.pop("data.protocol")
         protocol = OFFICIAL if protocol is None else str(protocol)
         extras = dict(vals)
-        # defaults stay out of the label: "optimized", not "optimized [data.balance=none]"
-        tags = ([] if protocol == OFFICIAL else [protocol]) + [
-            f"{k}={v}" for k, v in extras.items() if (k, v) not in LABEL_DEFAULTS]
-        label = model + (f" [{', '.join(tags)}]" if tags else "")
-        variants.append(Variant(key, label, model, protocol, extras, trials))
+        variants.append(Variant(key, variant_label(model, protocol, extras), model, protocol, extras, trials))
 
     def order(v: Variant):
         m = MODEL_ORDER.index(v.model) if v.model in MODEL_ORDER else len(MODEL_ORDER)

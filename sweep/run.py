@@ -185,7 +185,11 @@ def with_models(grid: Grid, spec: str | None) -> Grid:
         raise UsageError(f"--models {spec}: grid {grid.name} has no model.name axis to change")
     if len(set(names)) < len(names) or (append and set(names) & set(axis)):
         raise UsageError(f"--models {spec}: a model is listed twice on the model.name axis")
-    return replace(grid, scientific={**grid.scientific, "model.name": (axis + names) if append else names})
+    names = (axis + names) if append else names
+    ref = grid.reference.get("model.name")
+    if ref is not None and ref not in names:
+        raise UsageError(f"--models {spec}: the grid's reference model {ref} is not among {', '.join(names)}")
+    return replace(grid, scientific={**grid.scientific, "model.name": names})
 
 
 def gpu_visible(address: str | None) -> bool:
@@ -242,7 +246,7 @@ def _run(args) -> int:
 
     meta.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), wall_s=time.time() - t0)
     store.write_json(f"{plan.exp_uri}/sweep_meta.json", meta)
-    errors = _print_summary(results) + _write_report(plan)
+    errors = _print_summary(results, plan.grid) + _write_report(plan)
     print(f"tensorboard --logdir {plan.exp_uri}")
     ray.shutdown()
     return 1 if errors else 0
@@ -332,7 +336,8 @@ def record_meta(plan: Plan) -> dict:
         "data_audit": plan.audits,
         "resources_per_trial": {"workers": r.workers, "cpus_per_worker": r.cpus_per_worker,
                                 "gpus_per_worker": r.gpus_per_worker if r.use_gpu else 0},
-        "max_concurrent": plan.max_concurrent, "scientific": g.scientific, "nuisance": g.nuisance,
+        "max_concurrent": plan.max_concurrent, "scientific": g.scientific, "reference": g.reference,
+        "nuisance": g.nuisance,
         "fixed": g.fixed, "audit": g.audit, "search": g.search, "constants": plan.constants,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **provenance(),
     }
@@ -624,21 +629,31 @@ def print_plan(plan: Plan) -> None:
     print(f"  results: {plan.exp_uri}")
 
 
-def _print_summary(results) -> int:
+def summary_label(cfg: dict, grid: Grid) -> str:
+    """A trial's variant by its axis values, as the report names it: `baseline [model.batchnorm=false]`."""
+    from sweep.report_load import OFFICIAL, variant_label
+
+    keys = [k for k in (*grid.scientific, *(k for extra in grid.audit for k in extra))
+            if k not in ("model.name", "data.protocol")]
+    extras = {k: cfg[k] for k in dict.fromkeys(keys) if k in cfg}
+    return variant_label(str(cfg.get("model.name", "?")), str(cfg.get("data.protocol", OFFICIAL)), extras)
+
+
+def _print_summary(results, grid: Grid) -> int:
     df = results.get_dataframe()
     rows, errors = [], 0
     for result in results:
         cfg = flatten_params(result.config or {})
-        label = cfg.get("model.name", "?") + (" [leaky]" if str(cfg.get("data.protocol", "")).startswith("leaky") else "")
-        label += f" [{cfg['data.balance']}]" if cfg.get("data.balance", "none") != "none" else ""
+        label = summary_label(cfg, grid)
         m = result.metrics or {}
         status = "error" if result.error else ("done" if "final/test/acc" in m else "stopped")
         errors += bool(result.error)
         rows.append((label, cfg.get("seed", ""), status, m.get("epoch", ""), _pct(m.get("best_val_acc")),
                      _pct(m.get("final/test/acc"))))
-    print(f"\n{'variant':28s} {'seed':>4s} {'status':8s} {'epochs':>6s} {'best val':>9s} {'test':>7s}")
+    width = max([28] + [len(r[0]) for r in rows])
+    print(f"\n{'variant':{width}s} {'seed':>4s} {'status':8s} {'epochs':>6s} {'best val':>9s} {'test':>7s}")
     for r in sorted(rows, key=lambda r: (r[0], str(r[1]))):
-        print(f"{r[0]:28s} {str(r[1]):>4s} {r[2]:8s} {str(r[3]):>6s} {r[4]:>9s} {r[5]:>7s}")
+        print(f"{r[0]:{width}s} {str(r[1]):>4s} {r[2]:8s} {str(r[3]):>6s} {r[4]:>9s} {r[5]:>7s}")
     print(f"{len(rows)} trials, {errors} errored" + (f" ({len(df)} rows in the results table)" if df is not None else ""))
     return errors
 

@@ -141,7 +141,7 @@ def test_main_table_values_and_chance_rows(ablation_report: str):
 
 
 def test_comparisons_paired_when_seeds_shared_welch_otherwise(ablation_report: str):
-    comp = section(ablation_report, "Differences from the baseline")
+    comp = section(ablation_report, "Differences from the reference level")
     val_rows = {r[0]: r for r in (row(comp, m) for m in ("no_batchnorm", "no_dropout", "fewer_layers", "optimized"))}
     nbn = val_rows["no_batchnorm"]
     assert nbn[1] == "val" and nbn[3] == "paired t (3 shared seeds)"
@@ -240,7 +240,7 @@ def test_figures_linked_and_forest_matches_table(ablation_exp: Path, ablation_re
     variants = group_variants(load_experiment(ablation_exp))
     panels = forest_panels(variants, evaluate_claims(variants))
     drawn = forest_figure(panels, out.parent / "forest_check.png")
-    comp = section(ablation_report, "Differences from the baseline")
+    comp = section(ablation_report, "Differences from the reference level")
     for split in ("val", "test"):
         table = [r for r in (row_ for row_ in _rows(comp) if row_[1] == split)]
         assert [d[0] for d in drawn[split]] == [r[0] for r in table]
@@ -319,7 +319,7 @@ def test_collapsed_variant_is_flagged_and_never_evidence(tmp_path: Path):
     assert row(section(report, "Per-seed results"), "optimized") is not None
     per_seed = [ln for ln in section(report, "Per-seed results").splitlines() if "t_opt_2" in ln][0]
     assert "yes: test: 100.0% of predictions in class 3" in per_seed
-    assert row(section(report, "Differences from the baseline"), "optimized")[8] == "collapsed"
+    assert row(section(report, "Differences from the reference level"), "optimized")[8] == "collapsed"
     assert row(section(report, "The study's claims"), "4")[6] == "**collapsed**"
 
 
@@ -518,8 +518,8 @@ def test_search_section(search_exp: Path):
     assert [r[-2] for r in rows] == ["no", "no", "yes", "no", "yes"]  # stopped-early flag
     assert rows[2][4] == "1" and rows[0][4] == "4"  # epochs run
     assert rows[2][3] == "50.00"  # best val acc of a stopped trial comes from result.json
-    assert "Not judged here" in section(report, "The study's claims")  # no verdicts from mixed configs
-    assert "## Differences from the baseline" not in report and "## Per-seed results" not in report
+    assert "## The study's claims" not in report  # a search's trials are different configurations: no verdicts
+    assert "## Differences from the reference level" not in report and "## Per-seed results" not in report
     assert row(section(report, "Results per variant"), "variant")[1] == "trials n (configs)"
     # all five trials are one variant (sampled params are not variant axes); one shared seed is no duplicate
     assert len(group_variants(load_experiment(search_exp))) == 1
