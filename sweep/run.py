@@ -348,6 +348,15 @@ def record_meta(plan: Plan) -> dict:
         meta = {**first, **meta, **{k: first[k] for k in ("command", "started", "git_commit") if k in first},
                 "resumes": resumes}
     store.write_json(f"{plan.exp_uri}/sweep_meta.json", meta)
+    if not plan.args.verbose:
+        from sweep import console
+
+        import tempfile
+
+        # beside the results; for remote storage in a local temporary folder (the file grows while Ray runs)
+        where = Path(plan.exp_uri) if "://" not in plan.exp_uri else Path(tempfile.gettempdir()) / "sweep" / plan.name
+        if (path := console.log_to(where / "ray_console.log")) is not None:
+            print(f"  Ray's own console messages: {path}")
     return meta
 
 
@@ -413,6 +422,13 @@ def _init_ray(args) -> None:
     import ray
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local clusters only; see RAY_NOTES
+    if not args.verbose:
+        import logging
+
+        from sweep import console
+
+        console.quiet()  # Ray's raylet warnings reach the driver whatever log_to_driver says
+        logging.getLogger("ray._private.worker").setLevel(logging.WARNING)  # "Started a local Ray instance"
     if args.address:
         ray.init(address=args.address, log_to_driver=args.verbose)
         if ray.cluster_resources().get("driver_slot", 0) < 1:
@@ -427,7 +443,9 @@ def _init_ray(args) -> None:
         cpus = args.num_cpus or os.cpu_count() or 1
         # Trial drivers hold a custom 'driver_slot' instead of a CPU, so every CPU goes to Train workers
         # (two CPU-holding drivers deadlock a 2-CPU machine; ../shared/RAY_NOTES.md).
-        ray.init(num_cpus=cpus, resources={"driver_slot": cpus * 2}, log_to_driver=args.verbose)
+        ctx = ray.init(num_cpus=cpus, resources={"driver_slot": cpus * 2}, log_to_driver=args.verbose)
+        if not args.verbose and ctx.dashboard_url:
+            print(f"ray: local instance with {cpus} CPUs, dashboard http://{ctx.dashboard_url}")
     import ray.data
 
     # The one-off preprocessing prints its own line; Ray Data's progress bars only flood the log.

@@ -227,3 +227,24 @@ def test_name_must_be_a_plain_folder_and_resume_needs_a_readable_experiment(tmp_
     assert "unreadable" in capsys.readouterr().err
     assert (tmp_path / "bad" / "sweep_meta.json").read_bytes() == before
     assert not ray.is_initialized()
+
+
+def test_quiet_console_sends_rays_asides_to_the_log_and_keeps_everything_else(tmp_path):
+    import io
+
+    from sweep.console import QuietStream
+
+    term, log = io.StringIO(), io.StringIO()
+    q = QuietStream(term)
+    q.write("plan: grid ablation\n")
+    q.write("\x1b[33m(raylet)\x1b[0m WARNING: 8 PYTHON worker processes have been started\n")
+    q.write("(RayTrainWorker pid=4242) a worker's line\n")
+    q.attach(log)  # lines held until the experiment folder exists are written first
+    q.write("Traceback (most recent call last):\n")
+    q.write("error: a real one")
+    q.write(" (split across writes)\n")
+    q.write("(pid=7) late aside\n")
+    assert term.getvalue() == ("plan: grid ablation\nTraceback (most recent call last):\n"
+                               "error: a real one (split across writes)\n")
+    assert log.getvalue().splitlines() == ["\x1b[33m(raylet)\x1b[0m WARNING: 8 PYTHON worker processes have been "
+                                           "started", "(RayTrainWorker pid=4242) a worker's line", "(pid=7) late aside"]
