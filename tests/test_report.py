@@ -27,19 +27,10 @@ from test_report_fixtures import (
 )
 
 from sweep import stats
-from sweep.report import (
-    STUDY_REPORTED,
-    ReportError,
-    build_report,
-    evaluate_claims,
-    forest_panels,
-    group_variants,
-    load_experiment,
-    main,
-    param_importance,
-    sampled_keys,
-    trials_listed,
-)
+from sweep.report import ReportError, build_report, group_variants, load_experiment, main, trials_listed
+from sweep.report_claims import STUDY_REPORTED, evaluate_claims
+from sweep.report_search import param_importance, sampled_keys
+from sweep.report_study import forest_panels
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from test_report_fixtures import LEAKY, PRIVATE_TEST, new_exp, params, row, section, write_trial
 
-from sweep.report import build_report, evaluate_claims, group_variants, load_experiment
+from sweep.report import build_report, group_variants, load_experiment
+from sweep.report_claims import evaluate_claims
 from sweep.report_leak import leak_audit
 
 BAL = [899] * 7  # the leaky protocol's class-balanced test split
