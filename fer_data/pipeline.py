@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -47,23 +47,6 @@ class DataConfig:
             raise ValueError(f"unknown split protocol {self.protocol!r}; valid: {', '.join(PROTOCOLS)}")
         if self.limit_per_split is not None and self.limit_per_split < 1:
             raise ValueError(f"DataConfig.limit_per_split must be >= 1 or None, got {self.limit_per_split!r}")
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "DataConfig":
-        """Build from a plain dict (nested dicts for preprocess/balance); unknown keys are errors."""
-        valid = {f.name for f in fields(cls)}
-        unknown = set(d) - valid
-        if unknown:
-            raise ValueError(f"unknown data config key(s) {sorted(unknown)}; valid: {sorted(valid)}")
-        kw = dict(d)
-        for name, sub in (("preprocess", PreprocessConfig), ("balance", BalanceConfig)):
-            if isinstance(kw.get(name), dict):
-                sub_valid = {f.name for f in fields(sub)}
-                bad = set(kw[name]) - sub_valid
-                if bad:
-                    raise ValueError(f"unknown data.{name} key(s) {sorted(bad)}; valid: {sorted(sub_valid)}")
-                kw[name] = sub(**kw[name])
-        return cls(**kw)
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,10 @@ import dataclasses
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
-from fer_data import AugmentConfig
+from fer_data import BALANCE_METHODS, PROTOCOLS, AugmentConfig
 from fer_models import get_config as get_model_config
 from fer_models.training import TrainConfig
 from sweep.params import flatten_params  # noqa: F401  (re-exported: the trial's first step)
-
-PROTOCOLS = ("official", "leaky-oversample-before-split")
-BALANCE_METHODS = ("none", "oversample", "smote", "class_weight")
 
 
 class ConfigError(ValueError):
@@ -42,6 +39,15 @@ class DataSection:
             raise ConfigError(f"data.balance: unknown value {self.balance!r}; valid: {', '.join(BALANCE_METHODS)}")
         if self.input_size < 16:
             raise ConfigError(f"data.input_size: {self.input_size} is too small (>= 16 pixels)")
+
+    def to_fer_data(self):
+        """The one translation into fer_data's config of the shared preparation."""
+        from fer_data import BalanceConfig, PreprocessConfig
+        from fer_data.pipeline import DataConfig
+
+        return DataConfig(protocol=self.protocol, seed=self.seed, limit_per_split=self.limit_per_split or None,
+                          preprocess=PreprocessConfig(self.input_size, self.smoothing_sigma, self.standardize),
+                          balance=BalanceConfig(method=self.balance))
 
 
 @dataclass(frozen=True)

@@ -314,7 +314,7 @@ def prepare_data(plan: Plan) -> None:
         if key in plan.prepared:
             continue
         t0 = time.perf_counter()
-        pd_ = prepare(plan.data_spec, _data_config(cfg))
+        pd_ = prepare(plan.data_spec, cfg.data.to_fer_data())
         plan.prepared[key] = {"arrays": share_arrays(pd_.datasets), "norm": pd_.norm,
                               "class_weights": pd_.class_weights, "test_copy_in_train": pd_.test_copy_in_train,
                               "counts": {k: int(sum(v)) for k, v in pd_.counts.items()}}
@@ -476,16 +476,6 @@ def _fit_concurrency(resources: Resources, on_cluster: bool = False) -> int:
     else:
         fit = total.get("CPU", 1) // (resources.cpus_per_worker * resources.workers)
     return max(1, int(min(fit, total.get("driver_slot", 1))))
-
-
-def _data_config(cfg: TrialConfig):
-    from fer_data import BalanceConfig, PreprocessConfig
-    from fer_data.pipeline import DataConfig
-
-    d = cfg.data
-    return DataConfig(protocol=d.protocol, seed=d.seed, limit_per_split=d.limit_per_split or None,
-                      preprocess=PreprocessConfig(d.input_size, d.smoothing_sigma, d.standardize),
-                      balance=BalanceConfig(method=d.balance))
 
 
 def _counts_line(counts: dict) -> str:
