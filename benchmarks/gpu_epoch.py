@@ -46,7 +46,7 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def time_model(name: str, x, y, vx, vy, norm, frac: float, device) -> dict:
+def time_model(name: str, x, y, vx, vy, norm, *, frac: float, device) -> dict:
     paper = PROFILES["paper"]
     cfg = TrialConfig.from_flat({**paper.settings, "model.name": name})
     n = int(len(x) * frac) // cfg.train.batch_size * cfg.train.batch_size
@@ -115,7 +115,7 @@ def main() -> None:
           f"{'epoch s':>9}{'step-only s':>13}   (images/s unless s)")
     rows = []
     for name in args.models.split(","):
-        r = time_model(name, x, y, vx, vy, norm, args.fraction, device)
+        r = time_model(name, x, y, vx, vy, norm, frac=args.fraction, device=device)
         rows.append(r)
         print(f"{name:<14}{r['precision']:>10}{r['step_fp32_img_s']:>11.0f}{r['step_auto_img_s']:>11.0f}"
               f"{r['aug_img_s']:>10.0f}{r['trial_img_s']:>9.0f}{r['epoch_s']:>9.1f}{r['step_only_epoch_s']:>13.1f}",

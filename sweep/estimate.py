@@ -18,7 +18,7 @@ FIXED_TRIAL_S = 20.0
 EVAL_FACTOR = 1.15  # validation each epoch + augmentation, relative to the training step alone
 
 
-def images_per_second(model_name: str, overrides: dict, input_size: int, batch_size: int, threads: int,
+def images_per_second(model_name: str, overrides: dict, input_size: int, *, batch_size: int, threads: int,
                       steps: int = 2, copies: int = 1) -> float:
     """Training-step throughput of one copy while `copies` copies train at once, as concurrent trials do
     (they share memory bandwidth and caches: two 1-thread trials on a 2-core CPU each ran ~17% slower
@@ -64,7 +64,7 @@ def estimate_seconds(configs, prepared, resources, max_concurrent) -> str:
         key = (cfg.model.name, tuple(sorted(cfg.model.overrides.items())), cfg.data.input_size)
         if key not in speeds:
             speeds[key] = images_per_second(cfg.model.name, dict(cfg.model.overrides), cfg.data.input_size,
-                                            cfg.train.batch_size, resources.cpus_per_worker,
+                                            batch_size=cfg.train.batch_size, threads=resources.cpus_per_worker,
                                             copies=copies) * resources.workers
         n_train = prepared[data_key(cfg.data)]["counts"]["train"]
         # + the final evaluation over train, val and test: ~1.25 x n_train forward passes at ~1/2 the cost
