@@ -85,7 +85,7 @@ def run_arm(name: str, overrides: dict, epochs: int, input_size: int, seed: int)
     for epoch in range(epochs):
         t0 = time.perf_counter()
         order, augmenter = epoch_stream(seed, epoch, 0, len(tx), aug)  # the trial's stream: paired across arms
-        train_one_epoch(model, train_batches(tx, ty, order, train.batch_size, augmenter, cfg, None), opt,
+        train_one_epoch(model, train_batches(tx, ty, order, batch_size=train.batch_size, augmenter=augmenter, cfg=cfg, norm=None), opt,
                         scheduler=sched, label_smoothing=train.label_smoothing, device="cpu")
         va = evaluate(model, eval_batches(vx, vy, cfg, None), device="cpu")
         curve.append(va["acc"])
@@ -110,7 +110,7 @@ def main(argv=None) -> int:
     with mp.get_context("spawn").Pool(args.parallel) as pool:
         jobs = [pool.apply_async(run_arm, (n, ARMS[n], args.epochs, args.input_size, args.seed)) for n in args.arms]
         results = [j.get() for j in jobs]
-    print(f"\n| arm | overrides | val acc by epoch (%) | s/epoch |\n|---|---|---|---|")
+    print("\n| arm | overrides | val acc by epoch (%) | s/epoch |\n|---|---|---|---|")
     for r in results:
         print(f"| {r['name']} | {ARMS[r['name']] or '(reference)'} | "
               f"{', '.join(f'{100 * c:.1f}' for c in r['curve'])} | {r['s_per_epoch']:.0f} |")

@@ -3,9 +3,9 @@
 The trials: one model (`--model`, default the study's baseline) x `--seeds` seeds, so every trial costs
 the same and two at once pair up evenly; the quick profile's budget (40x40) and `--epochs`.
 
-1. bare:  the trials run one after another in a plain in-process loop (the same data, model code,
-          epochs, augmentation and final evaluation as a sweep trial; no Ray), with 2 torch threads:
-          the script a user would write instead of a sweep.
+1. bare:  the trials run one after another in this process through the sweep trial's own training loop
+          (`sweep.loop.train_trial`: the same data, model code, epochs, augmentation, checkpoints and final
+          evaluation; no Ray), with 2 torch threads: the script a user would write instead of a sweep.
 2. sweep: the same trials through `python -m sweep.run`, one at a time, 1 worker x 2 CPUs (like for
           like with the bare loop: the cost of the machinery alone).
 3. sweep, 2 at once: the same trials as two concurrent trials of 1 worker x 1 CPU each, which is what
@@ -29,24 +29,23 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fer_data import compute_norm, load_dataset, make_splits, preprocess_images  # noqa: E402
-from fer_models import build_model, classification_metrics, evaluate, make_optimizer, make_scheduler  # noqa: E402
-from fer_models import set_threads, train_one_epoch  # noqa: E402
+from fer_models import set_threads  # noqa: E402
 from sweep.config import TrialConfig  # noqa: E402
+from sweep.loop import TrialData, train_trial  # noqa: E402
 from sweep.profiles import PROFILES  # noqa: E402
-from sweep.batches import epoch_stream, eval_batches, train_batches  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared/datasets/fer2013/icml_face_data.csv.gz"
 
 
 def bare_trials(data: str, model_name: str, seeds: int, epochs: int, threads: int) -> tuple[float, dict]:
-    """Every trial in turn, in this process: what a sweep trial does, minus Ray.
-    Returns the wall time and the seconds spent in epochs (train + validation) and final evaluations."""
+    """Every trial in turn, in this process: a sweep trial's own loop (`sweep.loop.train_trial`: per-epoch
+    checkpoints and the final evaluation included), minus Ray. Returns the wall time and the seconds spent
+    in epochs (train + validation, the same `epoch_s` the sweep's results hold) and in final evaluations."""
     t0 = time.perf_counter()
     parts = {"epochs_s": 0.0, "eval_s": 0.0, "trials_s": 0.0}
     set_threads(threads)
@@ -55,34 +54,21 @@ def bare_trials(data: str, model_name: str, seeds: int, epochs: int, threads: in
     splits = make_splits(load_dataset(data), protocol="official", seed=0)
     pre = {k: preprocess_images(getattr(splits, f"{k}_x"), cfg0.data) for k in ("train", "val", "test")}
     ys = {k: getattr(splits, f"{k}_y").astype(np.int64) for k in ("train", "val", "test")}
-    norm = compute_norm(pre["train"])
+    faces = {k: (pre[k], ys[k]) for k in ("train", "val", "test")}
+    trial_data = TrialData(train=faces["train"], val=faces["val"], norm=compute_norm(pre["train"]),
+                           final_splits=lambda: {"train": faces["train"], "test": faces["test"]},
+                           test_copy_in_train=splits.test_copy_in_train)
     print(f"bare: data ready in {time.perf_counter() - t0:.1f} s", flush=True)
     for seed in range(seeds):
         t1 = time.perf_counter()
-        cfg = TrialConfig.from_flat({**flat0, "model.name": model_name, "seed": seed})
-        torch.manual_seed(cfg.seed)
-        model = build_model(model_name, input_size=cfg.data.input_size)
-        opt = make_optimizer(model, cfg.train)
-        sched = make_scheduler(opt, cfg.train, steps_per_epoch=-(-len(ys["train"]) // cfg.train.batch_size))
-        best, best_state = -1.0, None
-        t_epochs = time.perf_counter()
-        for epoch in range(epochs):
-            order, aug = epoch_stream(cfg.seed, epoch, 0, len(ys["train"]), cfg.augment)
-            train_one_epoch(model, train_batches(pre["train"], ys["train"], order, cfg.train.batch_size, aug, cfg,
-                                                 norm), opt, scheduler=sched)
-            va = evaluate(model, eval_batches(pre["val"], ys["val"], cfg, norm))
-            if va["acc"] > best:
-                best, best_state = va["acc"], {k: v.clone() for k, v in model.state_dict().items()}
-        t_eval = time.perf_counter()
-        parts["epochs_s"] += t_eval - t_epochs
-        model.load_state_dict(best_state)
-        for split in ("train", "val", "test"):
-            ev = evaluate(model, eval_batches(pre[split], ys[split], cfg, norm))
-            classification_metrics(ev["y_true"], ev["y_pred"])
-        parts["eval_s"] += time.perf_counter() - t_eval
+        rows = []
+        final = train_trial({**flat0, "model.name": model_name, "seed": seed}, trial_data,
+                            lambda metrics, _checkpoint_dir: rows.append(metrics))
+        parts["epochs_s"] += sum(r["epoch_s"] for r in rows if "epoch_s" in r)
+        parts["eval_s"] += final["eval_s"]
         parts["trials_s"] += time.perf_counter() - t1
         print(f"bare: {model_name} seed {seed}, {epochs} epoch(s) in {time.perf_counter() - t1:.1f} s "
-              f"(best val {best:.2%})", flush=True)
+              f"(best val {final['metrics']['val']['acc']:.2%})", flush=True)
     return time.perf_counter() - t0, parts
 
 

@@ -23,7 +23,6 @@ from .registry import (
     register,
 )
 from .training import (
-    STRONG_RECIPE,
     TrainConfig,
     classification_metrics,
     evaluate,
@@ -33,7 +32,7 @@ from .training import (
 )
 
 __all__ = [
-    "CheckpointError", "EXPECTED_PARAMS", "ModelConfig", "STRONG_RECIPE", "TrainConfig", "UnknownModelError",
+    "CheckpointError", "EXPECTED_PARAMS", "ModelConfig", "TrainConfig", "UnknownModelError",
     "build_from_config", "build_model", "classification_metrics", "count_params", "describe", "evaluate",
     "get_config", "l2_penalty", "list_models", "load_checkpoint", "load_train_state", "make_optimizer",
     "make_scheduler", "register", "resolve_precision", "save_checkpoint", "save_train_state", "set_threads",

@@ -4,11 +4,14 @@
 Usage:
     cfg = TrainConfig()
     model = build_model("baseline", input_size=48)
+    prec = setup_precision(cfg.precision)  # once per run: autocast dtype, memory format, GradScaler
     opt = make_optimizer(model, cfg); sched = make_scheduler(opt, cfg, steps_per_epoch=len(loader))
     for epoch in range(cfg.epochs):
-        stats = train_one_epoch(model, loader, opt, scheduler=sched, precision=cfg.precision)
-        val = evaluate(model, val_loader, precision=cfg.precision)
+        stats = train_one_epoch(model, loader, opt, scheduler=sched, precision=prec)
+        val = evaluate(model, val_loader, precision=prec)
         metrics = classification_metrics(val["y_true"], val["y_pred"])
+A precision name ("auto", "fp32", ...) works too, for a single call: it is resolved on each call and brings a
+fresh GradScaler, so fp16 loss scaling would restart every epoch.
 """
 
 from __future__ import annotations
@@ -68,13 +71,6 @@ class TrainConfig:
         return dataclasses.replace(self, **overrides)
 
 
-# Recipe for the stronger models, after Khaireddin & Chen 2021 (SGD, Nesterov momentum 0.9, lr 0.01,
-# weight decay 1e-4, long schedule). Reaching their ~73% also needs their augmentation (random crops/
-# flips/rotations, fer_data.AugmentConfig) and GPU time; on 2 CPU cores use it for smoke runs only.
-STRONG_RECIPE = TrainConfig(optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=1e-4, batch_size=64,
-                            epochs=300, lr_schedule="cosine", warmup_epochs=1.0)
-
-
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """Optimizer over trainable parameters; weight decay as configured (L2 penalty is in the loss instead)."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -102,6 +98,45 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+@dataclass(frozen=True)
+class Precision:
+    """The training step's numeric setup, resolved once per run (as torchvision's reference scripts do in
+    main()) and handed to every `train_one_epoch` / `evaluate` call.
+
+    `scaler` carries fp16's dynamic loss scale from step to step and epoch to epoch; it is a disabled
+    pass-through for fp32 and bf16 (bf16 has fp32's exponent range).
+    """
+
+    device: torch.device
+    name: str  # resolved: "fp32" | "bf16" | "fp16", never "auto"
+    channels_last: bool  # model and batches in torch.channels_last (perf.use_channels_last)
+    scaler: torch.amp.GradScaler
+
+    def autocast(self):
+        return perf.autocast(self.name, self.device)
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        """`model` on this device in this memory format (in place; a no-op once done)."""
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        return model.to(device=self.device, memory_format=fmt)
+
+
+def setup_precision(precision: str = "auto", device=None) -> Precision:
+    """Resolve `precision` for `device` (None: CUDA if available, else CPU) and build its one GradScaler."""
+    dev = perf.resolve_device(device)
+    name = perf.resolve_precision(precision, dev)
+    return Precision(device=dev, name=name, channels_last=perf.use_channels_last(name, dev),
+                     scaler=perf.grad_scaler(name, dev))
+
+
+def _precision(precision: str | Precision, device, model: nn.Module) -> Precision:
+    if isinstance(precision, Precision):
+        if device is not None and perf.resolve_device(device) != precision.device:
+            raise ValueError(f"device={device} differs from the Precision's device {precision.device}")
+        return precision
+    return setup_precision(precision, device if device is not None else next(model.parameters()).device)
+
+
 def _weights(class_weights, device) -> torch.Tensor | None:
     if class_weights is None:
         return None
@@ -120,21 +155,19 @@ def _check_batch(x: torch.Tensor, y: torch.Tensor) -> None:
 
 def train_one_epoch(model: nn.Module, batches: Iterable, optimizer: torch.optim.Optimizer, *,
                     l2: bool = True, class_weights=None, label_smoothing: float = 0.0,
-                    precision: str = "auto", scheduler=None, device=None, grad_clip: float = 0.0,
-                    scaler: torch.amp.GradScaler | None = None) -> dict:
+                    precision: str | Precision = "auto", scheduler=None, device=None, grad_clip: float = 0.0) -> dict:
     """One pass over `batches`. Loss = CE (optionally class-weighted) + l2_penalty(model) when `l2`.
 
+    `precision`: the run's `Precision` (its GradScaler's loss scale carries over to the next call), or a
+    name resolved for `device` (default: the model's) with a GradScaler for this call only.
     Returns {"loss": mean CE per image (without the L2 term), "l2": last L2 penalty value,
     "acc": train accuracy, "images": count, "seconds": wall time, "lr": lr after the epoch}.
-    The model is moved to `device` in the memory format `precision` wants (a no-op after the first call).
+    The model is moved to the device in the memory format the precision wants (a no-op after the first call).
     """
-    dev = perf.resolve_device(device if device is not None else next(model.parameters()).device)
-    prec = perf.resolve_precision(precision, dev)
-    cl = perf.use_channels_last(prec, dev)
-    perf.prepare_model(model, prec, dev)
+    prec = _precision(precision, device, model)
+    dev, cl, scaler = prec.device, prec.channels_last, prec.scaler
+    prec.prepare(model)
     weight = _weights(class_weights, dev)
-    if scaler is None:
-        scaler = perf.grad_scaler(prec, dev)
     model.train()
     loss_sum = torch.zeros((), device=dev)  # summed on device: no host sync per step
     correct = torch.zeros((), device=dev, dtype=torch.int64)
@@ -147,7 +180,7 @@ def train_one_epoch(model: nn.Module, batches: Iterable, optimizer: torch.optim.
         _check_batch(x, y)
         x = perf.to_device(x.float(), dev, cl)
         y = y.to(dev, dtype=torch.int64, non_blocking=True)
-        with perf.autocast(prec, dev):
+        with prec.autocast():
             logits = model(x)
         # Loss in fp32: cross-entropy on bf16 logits loses precision for no speed gain.
         ce = F.cross_entropy(logits.float(), y, weight=weight, label_smoothing=label_smoothing)
@@ -178,13 +211,14 @@ def train_one_epoch(model: nn.Module, batches: Iterable, optimizer: torch.optim.
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, batches: Iterable, *, device=None, precision: str = "auto",
+def evaluate(model: nn.Module, batches: Iterable, *, device=None, precision: str | Precision = "auto",
              class_weights=None) -> dict:
-    """Eval-mode pass. Returns {"loss": mean CE, "acc", "y_true": int64[N], "y_pred": int64[N]} (numpy)."""
-    dev = perf.resolve_device(device if device is not None else next(model.parameters()).device)
-    prec = perf.resolve_precision(precision, dev)
-    cl = perf.use_channels_last(prec, dev)
-    perf.prepare_model(model, prec, dev)
+    """Eval-mode pass. Returns {"loss": mean CE, "acc", "y_true": int64[N], "y_pred": int64[N]} (numpy).
+
+    `precision` as in `train_one_epoch` (evaluation never touches the GradScaler)."""
+    prec = _precision(precision, device, model)
+    dev, cl = prec.device, prec.channels_last
+    prec.prepare(model)
     weight = _weights(class_weights, dev)
     model.eval()
     loss_sum, trues, preds = 0.0, [], []
@@ -194,7 +228,7 @@ def evaluate(model: nn.Module, batches: Iterable, *, device=None, precision: str
         _check_batch(x, y)
         x = perf.to_device(x.float(), dev, cl)
         y = y.to(dev, dtype=torch.int64)
-        with perf.autocast(prec, dev):
+        with prec.autocast():
             logits = model(x)
         loss_sum += float(F.cross_entropy(logits.float(), y, weight=weight, reduction="sum"))
         trues.append(y.cpu().numpy())

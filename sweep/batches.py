@@ -27,7 +27,7 @@ def epoch_stream(seed: int, epoch: int, rank: int, n_train: int, augment):
     return rng.permutation(n_train), augmenter
 
 
-def train_batches(x, y, order, batch_size, augmenter, cfg, norm):
+def train_batches(x, y, order, *, batch_size, augmenter, cfg, norm):
     """Batches of `x[order]` in order, augmented on the fly when `augmenter` is given."""
     for i in range(0, len(order), batch_size):
         idx = order[i:i + batch_size]

@@ -1,38 +1,29 @@
 """One trial: a Ray Tune function (the "driver") that runs a Ray Train `TorchTrainer`.
 
-`train_loop` is what every Train worker runs: build the model, fetch the shared, already-preprocessed
-arrays (Ray Data's output, put in the object store once per sweep) and take its rank's share of the
-training split, then per epoch augment + train + validate, report,
-checkpoint (the latest state and the best-by-validation weights), and at the end evaluate the best
-weights once on train, validation and test. The driver writes `final.json` and a confusion-matrix
-image into the Tune trial folder. Model selection only ever looks at validation (PublicTest).
+`train_loop` is what every Train worker runs: a thin adapter around `sweep.loop.train_trial` (the
+training loop, free of Ray). It fetches the shared, already-preprocessed arrays (Ray Data's output, put in
+the object store once per sweep), takes its rank's share of the training split, wraps the model for DDP
+when there are several workers, resumes from Ray Train's checkpoint, and turns each of the loop's reports
+into `ray.train.report` with its checkpoint directory. The driver writes `final.json` and a
+confusion-matrix image into the Tune trial folder. Model selection only ever looks at validation (PublicTest).
 """
 from __future__ import annotations
 
-import copy
 import json
 import shutil
-import socket
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 import ray
 import ray.train
 import ray.train.torch
-from fer_models import build_model
-from fer_models.checkpoint import load_checkpoint, load_train_state, save_checkpoint, save_train_state
-from fer_models.perf import prepare_model, resolve_precision, set_threads
-from fer_models.training import classification_metrics, evaluate, make_optimizer, make_scheduler, train_one_epoch
-from sweep.batches import epoch_stream, eval_batches, train_batches
+from fer_models.perf import set_threads
 from sweep.config import TrialConfig, flatten_params
-
-FINAL_FILE = "final.json"
-ASHA_TIME = "asha/epoch"
+# ASHA_TIME and copy_subsets are re-exported: sweep.run and the tests import them from here.
+from sweep.loop import ASHA_TIME, FINAL_FILE, TrialData, copy_subsets, final_split_metrics, train_trial  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -54,128 +45,33 @@ class Resources:
 # ---------------------------------------------------------------- the Train worker
 
 def train_loop(loop_config: dict) -> None:
-    cfg = TrialConfig.from_flat(loop_config["trial"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     set_threads(loop_config["threads"])
-    device = ray.train.torch.get_device()
-    precision = resolve_precision(cfg.train.precision, device)
-    norm = loop_config["norm"]
-    class_weights = loop_config.get("class_weights")
-
-    torch.manual_seed(cfg.seed)  # identical initialisation on every rank (DDP also broadcasts rank 0's)
-    model = build_model(cfg.model.name, input_size=cfg.data.input_size, **cfg.model.overrides)
-    model = prepare_model(model, precision, device)  # device + the memory format this precision wants
-    net = ray.train.torch.prepare_model(model, move_to_device=False) if world > 1 else model
-    weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32, device=device)
-
-    # Preprocessed uint8 faces, fetched once; this rank's equal share of train, shuffled per epoch here.
-    train_x, train_y = _rank_share(*_fetch(loop_config["data"]["train"]), rank, world)
-    val_x, val_y = _fetch(loop_config["data"]["val"])
-    optimizer = make_optimizer(model, cfg.train)
-    scheduler = make_scheduler(optimizer, cfg.train, steps_per_epoch=-(-len(train_x) // cfg.train.batch_size))
-
-    start_epoch, best = 0, {"val_acc": -1.0, "epoch": 0}
-    best_model = copy.deepcopy(model)
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint:  # a retried worker or a resumed sweep: continue after the last finished epoch
-        with checkpoint.as_directory() as d:
-            best_model, best_meta = load_checkpoint(Path(d) / "best", map_location=device)
-            best = best_meta["best"]
-            if (Path(d) / "latest").exists():
-                latest, _ = load_checkpoint(Path(d) / "latest", map_location=device)
-                model.load_state_dict(latest.state_dict())
-                start_epoch, _ = load_train_state(Path(d) / "latest", optimizer, scheduler, map_location=device)
-            else:  # restarted after training had finished: only the final evaluation is left
-                start_epoch = cfg.train.epochs
-
-    # input_size is an override: the Flatten width depends on it, so the checkpoint rebuilds exactly this net.
-    meta = {"model_name": cfg.model.name, "overrides": {**cfg.model.overrides, "input_size": cfg.data.input_size},
-            "input_size": cfg.data.input_size, "norm": asdict(norm), "data": asdict(cfg.data),
-            "preprocess": {"input_size": cfg.data.input_size, "smoothing_sigma": cfg.data.smoothing_sigma,
-                           "standardize": cfg.data.standardize},
-            "trial": loop_config["trial"]}
-    for epoch in range(start_epoch, cfg.train.epochs):
-        t0 = time.perf_counter()
-        order, augmenter = epoch_stream(cfg.seed, epoch, rank, len(train_x), cfg.augment)
-        batches = train_batches(train_x, train_y, order, cfg.train.batch_size, augmenter, cfg, norm)
-        lr = optimizer.param_groups[0]["lr"]
-        tr = train_one_epoch(net, batches, optimizer, class_weights=weights, scheduler=scheduler,
-                             label_smoothing=cfg.train.label_smoothing, grad_clip=cfg.train.grad_clip,
-                             precision=precision, device=device)
-        va = evaluate(net, eval_batches(val_x, val_y, cfg, norm), precision=precision,
-                      device=device, class_weights=weights)
-        if va["acc"] > best["val_acc"]:
-            best = {"val_acc": float(va["acc"]), "epoch": epoch + 1}
-            best_model.load_state_dict(model.state_dict())
-        metrics = {
-            "epoch": epoch + 1, "lr": lr,
-            "train/loss": tr["loss"], "train/acc": tr["acc"],
-            "val/loss": va["loss"], "val/acc": va["acc"],
-            "best_val_acc": best["val_acc"], "best_epoch": best["epoch"],
-            "epoch_s": time.perf_counter() - t0, "train/images_per_s": tr["images"] / max(tr["seconds"], 1e-9),
-            "node_id": ray.get_runtime_context().get_node_id(), "hostname": socket.gethostname(),
-        }
-        if epoch + 1 < cfg.train.epochs:
-            # ASHA's clock. Absent from the last epoch's result, so ASHA never stops a trial that has finished
-            # training before its final evaluation (ASHA ignores results without its time attribute).
-            metrics[ASHA_TIME] = epoch + 1
-        with tempfile.TemporaryDirectory() as tmp:
-            ckpt = None
-            if rank == 0:
-                save_checkpoint(Path(tmp) / "latest", model, meta)
-                save_checkpoint(Path(tmp) / "best", best_model, {**meta, "best": best})
-                save_train_state(Path(tmp) / "latest", optimizer, scheduler, epoch + 1, {"best": best})
-                ckpt = ray.train.Checkpoint.from_directory(tmp)
-            ray.train.report(metrics, checkpoint=ckpt)
-
-    # Test is touched once, here, with the weights chosen on validation. The result travels as the
-    # run's last checkpoint (Train V2 keeps the metrics of checkpointed reports): best/ + final.json.
-    # val/acc here is the selected weights' (Tune's metric must be in every result, ASHA's too).
-    final_metrics = {"epoch": cfg.train.epochs, "val/acc": best["val_acc"], "best_val_acc": best["val_acc"],
-                     "best_epoch": best["epoch"]}
-    if not loop_config.get("final_eval", True):  # a nuisance-tuning trial: chosen on validation, test untouched
-        ray.train.report(final_metrics)
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        ckpt = None
-        if rank == 0:
-            final = {"best_epoch": best["epoch"], "epochs_run": cfg.train.epochs,
-                     "params": sum(p.numel() for p in model.parameters()), "metrics": {}}
-            t_eval = time.perf_counter()
-            splits = {"train": _fetch(loop_config["data"]["train_eval"]), "val": (val_x, val_y),
-                      "test": _fetch(loop_config["data"]["test"])}
-            for split, (x, y) in splits.items():
-                ev = evaluate(best_model, eval_batches(x, y, cfg, norm), precision=precision,
-                              device=device, class_weights=weights)
-                final["metrics"][split] = {"loss": ev["loss"], **classification_metrics(ev["y_true"], ev["y_pred"])}
-                if split == "test":
-                    final["metrics"]["test"]["subsets"] = copy_subsets(ev["y_true"], ev["y_pred"],
-                                                                       loop_config["test_copy_in_train"])
-            final["eval_s"] = time.perf_counter() - t_eval
-            final_metrics.update(final_split_metrics(final))
-            save_checkpoint(Path(tmp) / "best", best_model, {**meta, "best": best})
-            (Path(tmp) / FINAL_FILE).write_text(json.dumps(final))
-            ckpt = ray.train.Checkpoint.from_directory(tmp)
-        ray.train.report(final_metrics, checkpoint=ckpt)
+    refs = loop_config["data"]
+    # Preprocessed uint8 faces, fetched once; this rank's equal share of train (shuffled per epoch by the loop).
+    # train_eval and test are fetched only for the final evaluation, on rank 0.
+    data = TrialData(train=_rank_share(*_fetch(refs["train"]), rank, world), val=_fetch(refs["val"]),
+                     norm=loop_config["norm"], class_weights=loop_config.get("class_weights"),
+                     final_splits=lambda: {"train": _fetch(refs["train_eval"]), "test": _fetch(refs["test"])},
+                     test_copy_in_train=loop_config["test_copy_in_train"])
+    checkpoint = ray.train.get_checkpoint()  # a retried worker or a resumed sweep
+    train_trial(loop_config["trial"], data, _report, device=ray.train.torch.get_device(), rank=rank,
+                wrap_model=_ddp if world > 1 else None,
+                resume_from=checkpoint.as_directory() if checkpoint else None,
+                final_eval=loop_config.get("final_eval", True),
+                extra_metrics={"node_id": ray.get_runtime_context().get_node_id()})
 
 
-def copy_subsets(y_true: np.ndarray, y_pred: np.ndarray, copy_in_train) -> dict:
-    """Test accuracy and macro recall on the faces with an exact copy in this trial's training split and on
-    those without: what a leak can inflate, separated from what it cannot."""
-    from sklearn.metrics import recall_score
+def _report(metrics: dict, checkpoint_dir: Path | None) -> None:
+    # Train V2 keeps the metrics of checkpointed reports, so the final evaluation's result travels this way too.
+    ckpt = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir is not None else None
+    ray.train.report(metrics, checkpoint=ckpt)
 
-    copy = np.asarray(copy_in_train, dtype=bool)
-    if copy.shape != y_true.shape:
-        raise ValueError(f"test copy mask has {copy.size} entries for {y_true.size} test faces")
-    out = {}
-    for name, mask in (("copy_in_train", copy), ("no_copy_in_train", ~copy)):
-        t, p = y_true[mask], y_pred[mask]
-        out[name] = {"n": int(mask.sum()),
-                     "acc": float((t == p).mean()) if mask.any() else None,
-                     "macro_recall": float(recall_score(t, p, labels=np.unique(t), average="macro", zero_division=0))
-                     if mask.any() else None}
-    return out
+
+def _ddp(model):
+    # The loop has already put the model on its device in its memory format.
+    return ray.train.torch.prepare_model(model, move_to_device=False)
 
 
 def share_arrays(datasets: dict) -> dict:
@@ -273,12 +169,6 @@ def _read_final(trial_dir: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return final if isinstance(final, dict) and "test" in final.get("metrics", {}) else None
-
-
-def final_split_metrics(final: dict) -> dict:
-    """The `final/<split>/{acc,macro_f1}` keys of a trial's last result, from its final.json content."""
-    return {f"final/{split}/{key}": final["metrics"][split][key]
-            for split in ("train", "val", "test") for key in ("acc", "macro_f1")}
 
 
 def final_result(final: dict, epochs: int) -> dict:

@@ -10,6 +10,7 @@ from fer_models import (
     train_one_epoch,
 )
 from fer_models import perf
+from fer_models.training import Precision, setup_precision
 
 
 def test_l2_penalty_on_known_weights():
@@ -88,6 +89,24 @@ def test_bf16_step_runs_on_cpu():
     out = train_one_epoch(model, _batches(n=8, bs=8), opt, precision="bf16", device="cpu")
     assert np.isfinite(out["loss"])
     assert model.features[0][0].weight.dtype == torch.float32  # autocast: master weights stay fp32
+
+
+def test_one_precision_keeps_its_grad_scaler_across_epochs():
+    torch.manual_seed(0)
+    model = build_model("baseline", input_size=48, conv_widths=(8, 16, 32), dense_widths=(32,))
+    opt = make_optimizer(model, TrainConfig())
+    # fp32 on CPU with an enabled scaler that doubles after every step: its scale counts the steps it saw.
+    scaler = torch.amp.GradScaler("cpu", init_scale=4.0, growth_interval=1)
+    prec = Precision(device=torch.device("cpu"), name="fp32", channels_last=False, scaler=scaler)
+    data = _batches(n=32)  # 2 steps per epoch
+    for _ in range(2):
+        train_one_epoch(model, data, opt, precision=prec)
+    assert scaler.get_scale() == 4.0 * 2 ** 4  # one dynamic loss scale through both epochs
+    assert evaluate(model, data, precision=prec)["y_pred"].shape == (32,)
+    with pytest.raises(ValueError, match="differs from the Precision's device"):
+        train_one_epoch(model, data, opt, precision=prec, device="cuda")
+    auto = setup_precision("auto", "cpu")
+    assert auto.name == perf.resolve_precision("auto", "cpu") and not auto.scaler.is_enabled()
 
 
 def test_bad_batch_and_precision_rejected():
