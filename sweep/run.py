@@ -385,7 +385,7 @@ def _write_report(plan: Plan) -> int:
     except ReportError as err:
         print(f"error: report: {err}", file=sys.stderr)
         return 1
-    store.publish(local, plan.exp_uri, report)
+    store.publish(report, plan.exp_uri)
     print(f"report: {store.join(plan.exp_uri, Path(report).name) if '://' in plan.exp_uri else report}")
     return 0
 
