@@ -20,8 +20,9 @@ RAY_ASIDE = re.compile(r"^(?:\x1b\[[0-9;]*m)*\((?:raylet|autoscaler|[A-Za-z_][\w
 class QuietStream(io.TextIOBase):
     """Wraps a text stream line by line: Ray's aside lines go to `log` (held in memory until one is set)."""
 
-    def __init__(self, stream):
+    def __init__(self, stream, name: str = "stdout"):
         self.stream = stream
+        self.name = name
         self.log = None
         self.held: list[str] = []
         self._partial = ""
@@ -54,6 +55,11 @@ class QuietStream(io.TextIOBase):
         log.flush()
         self.held = []
 
+    def __reduce__(self):
+        # Tune pickles objects that hold a reference to sys.stdout (its experiment state, callbacks): they
+        # get the unpickling process's own stream, as cloudpickle does for the plain sys.stdout.
+        return _std_stream, (self.name,)
+
     def fileno(self) -> int:
         return self.stream.fileno()
 
@@ -65,12 +71,16 @@ class QuietStream(io.TextIOBase):
         return getattr(self.stream, "encoding", "utf-8")
 
 
+def _std_stream(name: str):
+    return getattr(sys, name)
+
+
 def quiet() -> None:
     """Route Ray's aside lines off the terminal (idempotent)."""
     if not isinstance(sys.stdout, QuietStream):
-        sys.stdout = QuietStream(sys.stdout)
+        sys.stdout = QuietStream(sys.stdout, "stdout")
     if not isinstance(sys.stderr, QuietStream):
-        sys.stderr = QuietStream(sys.stderr)
+        sys.stderr = QuietStream(sys.stderr, "stderr")
 
 
 def log_to(path: Path) -> Path | None:

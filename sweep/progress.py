@@ -21,11 +21,11 @@ def trial_label(config: dict) -> str:
 
 
 class EpochLines(Callback):
-    def __init__(self, stream=sys.stdout):
-        self.stream = stream
+    def __init__(self, stream=None):
+        self.stream = stream  # None: whatever sys.stdout is when a line is printed (the quiet console's filter)
 
     def _print(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
+        print(text, file=self.stream or sys.stdout, flush=True)
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self._print(f"[{trial.trial_id}] start   {trial_label(trial.config)}")

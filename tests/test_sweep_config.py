@@ -1,4 +1,6 @@
 """Grids, profiles and the flat-to-typed trial config: no Ray needed."""
+import sys
+
 import pytest
 
 from sweep.config import ConfigError, TrialConfig, flatten_params
@@ -248,3 +250,10 @@ def test_quiet_console_sends_rays_asides_to_the_log_and_keeps_everything_else(tm
                                "error: a real one (split across writes)\n")
     assert log.getvalue().splitlines() == ["\x1b[33m(raylet)\x1b[0m WARNING: 8 PYTHON worker processes have been "
                                            "started", "(RayTrainWorker pid=4242) a worker's line", "(pid=7) late aside"]
+    # Tune pickles objects holding sys.stdout (callbacks, experiment state): the filter unpickles as the
+    # receiving process's own stream instead of failing on the open files inside it
+    from ray import cloudpickle
+
+    holder = {"out": QuietStream(open(tmp_path / "o.txt", "w"), "stdout")}
+    holder["out"].attach(open(tmp_path / "l.txt", "a"))
+    assert cloudpickle.loads(cloudpickle.dumps(holder))["out"] is sys.stdout
