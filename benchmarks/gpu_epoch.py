@@ -62,7 +62,7 @@ def time_model(name: str, x, y, vx, vy, norm, *, frac: float, device) -> dict:
         # GPU step alone: pre-augmented batches already on the device.
         order = rng.permutation(len(x))[:n]
         ready = [(bx.to(device), by.to(device)) for bx, by in
-                 train_batches(x, y, order, batch_size=cfg.train.batch_size, augmenter=aug, cfg=cfg, norm=norm)]
+                 train_batches(x, y, order, batch_size=cfg.train.batch_size, augmenter=aug, preprocess=cfg.data.preprocess, norm=norm)]
         train_one_epoch(model, ready[:4], opt, precision=prec, device=device)  # warm-up (cuDNN autotune, allocator)
         sync(device)
         step = train_one_epoch(model, ready, opt, precision=prec, device=device, scheduler=sched)
@@ -77,11 +77,11 @@ def time_model(name: str, x, y, vx, vy, norm, *, frac: float, device) -> dict:
         out["aug_img_s"] = n / (time.perf_counter() - t)
         # The trial's epoch: augmentation + transfer + step, then validation.
         t = time.perf_counter()
-        tr = train_one_epoch(model, train_batches(x, y, order, batch_size=cfg.train.batch_size, augmenter=aug, cfg=cfg, norm=norm), opt,
+        tr = train_one_epoch(model, train_batches(x, y, order, batch_size=cfg.train.batch_size, augmenter=aug, preprocess=cfg.data.preprocess, norm=norm), opt,
                              precision=prec, device=device, scheduler=sched)
         train_s = time.perf_counter() - t
         t = time.perf_counter()
-        evaluate(model, eval_batches(vx, vy, cfg, norm), precision=prec, device=device)
+        evaluate(model, eval_batches(vx, vy, cfg.data.preprocess, norm), precision=prec, device=device)
         sync(device)
         val_s = time.perf_counter() - t
         out["trial_img_s"] = tr["images"] / train_s

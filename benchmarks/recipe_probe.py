@@ -85,9 +85,10 @@ def run_arm(name: str, overrides: dict, epochs: int, input_size: int, seed: int)
     for epoch in range(epochs):
         t0 = time.perf_counter()
         order, augmenter = epoch_stream(seed, epoch, 0, len(tx), aug)  # the trial's stream: paired across arms
-        train_one_epoch(model, train_batches(tx, ty, order, batch_size=train.batch_size, augmenter=augmenter, cfg=cfg, norm=None), opt,
+        train_one_epoch(model, train_batches(tx, ty, order, batch_size=train.batch_size, augmenter=augmenter,
+                                        preprocess=cfg.data.preprocess, norm=None), opt,
                         scheduler=sched, label_smoothing=train.label_smoothing, device="cpu")
-        va = evaluate(model, eval_batches(vx, vy, cfg, None), device="cpu")
+        va = evaluate(model, eval_batches(vx, vy, cfg.data.preprocess, None), device="cpu")
         curve.append(va["acc"])
         secs.append(time.perf_counter() - t0)
         print(f"  {name:22s} epoch {epoch + 1}: val {100 * va['acc']:.1f}%  ({secs[-1]:.0f} s)", flush=True)

@@ -12,7 +12,6 @@ from .config import ModelConfig
 from .perf import resolve_precision, set_threads
 from .regularization import l2_penalty
 from .registry import (
-    EXPECTED_PARAMS,
     UnknownModelError,
     build_from_config,
     build_model,
@@ -32,7 +31,7 @@ from .training import (
 )
 
 __all__ = [
-    "CheckpointError", "EXPECTED_PARAMS", "ModelConfig", "TrainConfig", "UnknownModelError",
+    "CheckpointError", "ModelConfig", "TrainConfig", "UnknownModelError",
     "build_from_config", "build_model", "classification_metrics", "count_params", "describe", "evaluate",
     "get_config", "l2_penalty", "list_models", "load_checkpoint", "load_train_state", "make_optimizer",
     "make_scheduler", "register", "resolve_precision", "save_checkpoint", "save_train_state", "set_threads",

@@ -7,7 +7,7 @@ import sys
 
 import torch
 
-from .registry import EXPECTED_PARAMS, UnknownModelError, build_model, count_params, describe, get_config, list_models
+from .registry import UnknownModelError, build_model, count_params, describe, get_config, list_models
 
 
 def _list() -> None:
@@ -15,8 +15,8 @@ def _list() -> None:
     w = max(map(len, names))
     print(f"{'name':<{w}}  {'params@48':>10}  {'params@64':>10}  description")
     for n in names:
-        p = EXPECTED_PARAMS.get(n, {})
-        print(f"{n:<{w}}  {p.get(48, 0):>10,}  {p.get(64, 0):>10,}  {describe(n)}")
+        p48, p64 = (count_params(build_model(n, input_size=s)) for s in (48, 64))
+        print(f"{n:<{w}}  {p48:>10,}  {p64:>10,}  {describe(n)}")
 
 
 def _summary(name: str, input_size: int) -> None:

@@ -27,14 +27,15 @@ def epoch_stream(seed: int, epoch: int, rank: int, n_train: int, augment):
     return rng.permutation(n_train), augmenter
 
 
-def train_batches(x, y, order, *, batch_size, augmenter, cfg, norm):
-    """Batches of `x[order]` in order, augmented on the fly when `augmenter` is given."""
+def train_batches(x, y, order, *, batch_size, augmenter, preprocess, norm):
+    """Batches of `x[order]` in order, augmented on the fly when `augmenter` is given; `preprocess` is
+    fer_data's PreprocessConfig (`DataSection.preprocess`), `norm` the training split's statistics."""
     for i in range(0, len(order), batch_size):
         idx = order[i:i + batch_size]
         images = augment_batch(x[idx], augmenter) if augmenter is not None else x[idx]
-        yield to_model_input(torch.from_numpy(images), cfg.data, norm), torch.from_numpy(y[idx])
+        yield to_model_input(torch.from_numpy(images), preprocess, norm), torch.from_numpy(y[idx])
 
 
-def eval_batches(x, y, cfg, norm, batch_size: int = EVAL_BATCH):
+def eval_batches(x, y, preprocess, norm, batch_size: int = EVAL_BATCH):
     for i in range(0, len(x), batch_size):
-        yield to_model_input(torch.from_numpy(x[i:i + batch_size]), cfg.data, norm), torch.from_numpy(y[i:i + batch_size])
+        yield to_model_input(torch.from_numpy(x[i:i + batch_size]), preprocess, norm), torch.from_numpy(y[i:i + batch_size])

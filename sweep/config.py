@@ -40,14 +40,20 @@ class DataSection:
         if self.input_size < 16:
             raise ConfigError(f"data.input_size: {self.input_size} is too small (>= 16 pixels)")
 
+    @property
+    def preprocess(self):
+        """fer_data's per-image preprocessing of this section (also what `to_model_input` reads per batch)."""
+        from fer_data import PreprocessConfig
+
+        return PreprocessConfig(self.input_size, self.smoothing_sigma, self.standardize)
+
     def to_fer_data(self):
         """The one translation into fer_data's config of the shared preparation."""
-        from fer_data import BalanceConfig, PreprocessConfig
+        from fer_data import BalanceConfig
         from fer_data.pipeline import DataConfig
 
         return DataConfig(protocol=self.protocol, seed=self.seed, limit_per_split=self.limit_per_split or None,
-                          preprocess=PreprocessConfig(self.input_size, self.smoothing_sigma, self.standardize),
-                          balance=BalanceConfig(method=self.balance))
+                          preprocess=self.preprocess, balance=BalanceConfig(method=self.balance))
 
 
 @dataclass(frozen=True)

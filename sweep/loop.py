@@ -99,21 +99,21 @@ def train_trial(config: Mapping[str, Any], data: TrialData, report: Report, *, d
     if resume_from is not None:
         start_epoch, best, best_model = _restore(resume_from, model, optimizer, scheduler, prec, cfg.train.epochs)
 
+    pre = cfg.data.preprocess
     # input_size is an override: the Flatten width depends on it, so the checkpoint rebuilds exactly this net.
     meta = {"model_name": cfg.model.name, "overrides": {**cfg.model.overrides, "input_size": cfg.data.input_size},
             "input_size": cfg.data.input_size, "norm": asdict(data.norm), "data": asdict(cfg.data),
-            "preprocess": {"input_size": cfg.data.input_size, "smoothing_sigma": cfg.data.smoothing_sigma,
-                           "standardize": cfg.data.standardize},
+            "preprocess": asdict(pre),
             "trial": dict(config)}
     for epoch in range(start_epoch, cfg.train.epochs):
         t0 = time.perf_counter()
         order, augmenter = epoch_stream(cfg.seed, epoch, rank, len(train_x), cfg.augment)
         batches = train_batches(train_x, train_y, order, batch_size=cfg.train.batch_size, augmenter=augmenter,
-                                cfg=cfg, norm=data.norm)
+                                preprocess=pre, norm=data.norm)
         lr = optimizer.param_groups[0]["lr"]
         tr = train_one_epoch(net, batches, optimizer, class_weights=weights, scheduler=scheduler,
                              label_smoothing=cfg.train.label_smoothing, grad_clip=cfg.train.grad_clip, precision=prec)
-        va = evaluate(net, eval_batches(val_x, val_y, cfg, data.norm), precision=prec, class_weights=weights)
+        va = evaluate(net, eval_batches(val_x, val_y, pre, data.norm), precision=prec, class_weights=weights)
         if va["acc"] > best["val_acc"]:
             best = {"val_acc": float(va["acc"]), "epoch": epoch + 1}
             best_model.load_state_dict(model.state_dict())
@@ -160,7 +160,7 @@ def train_trial(config: Mapping[str, Any], data: TrialData, report: Report, *, d
             more = data.final_splits()
             splits = {"train": more["train"], "val": (val_x, val_y), "test": more["test"]}
             for split, (x, y) in splits.items():
-                ev = evaluate(best_model, eval_batches(x, y, cfg, data.norm), precision=prec, class_weights=weights)
+                ev = evaluate(best_model, eval_batches(x, y, pre, data.norm), precision=prec, class_weights=weights)
                 final["metrics"][split] = {"loss": ev["loss"], **classification_metrics(ev["y_true"], ev["y_pred"])}
                 if split == "test":
                     final["metrics"]["test"]["subsets"] = copy_subsets(ev["y_true"], ev["y_pred"],

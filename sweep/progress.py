@@ -2,36 +2,27 @@
 from __future__ import annotations
 
 import sys
+from typing import Callable
 
 from ray.tune import Callback
 
-from sweep.params import flatten_params
-
-
-def trial_label(config: dict) -> str:
-    cfg = flatten_params(config or {})
-    label = str(cfg.get("model.name", "?"))
-    if str(cfg.get("data.protocol", "official")) != "official":
-        label += f" [{cfg['data.protocol']}]"
-    if str(cfg.get("data.balance", "none")) != "none":
-        label += f" [{cfg['data.balance']}]"
-    sampled = [f"{k.split('.')[-1]}={v:.3g}" for k, v in cfg.items()
-               if k in ("model.l2", "model.dropout") and isinstance(v, float)]
-    return " ".join([label, f"seed {cfg.get('seed', 0)}", *sampled])
 
 
 class EpochLines(Callback):
-    def __init__(self, stream=None):
+    """`label(config)` names a trial (`sweep.run.trial_label`: its variant as the report names it, and seed)."""
+
+    def __init__(self, label: Callable[[dict], str], stream=None):
+        self.label = label
         self.stream = stream  # None: whatever sys.stdout is when a line is printed (the quiet console's filter)
 
     def _print(self, text: str) -> None:
         print(text, file=self.stream or sys.stdout, flush=True)
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self._print(f"[{trial.trial_id}] start   {trial_label(trial.config)}")
+        self._print(f"[{trial.trial_id}] start   {self.label(trial.config)}")
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        label = trial_label(trial.config)
+        label = self.label(trial.config)
         if "final/test/acc" in result:
             self._print(f"[{trial.trial_id}] final   {label}: best epoch {result.get('best_epoch')} "
                         f"train {result['final/train/acc']:.2%}  val {result['final/val/acc']:.2%}  "
@@ -44,7 +35,7 @@ class EpochLines(Callback):
                 f"{result['epoch_s']:.0f} s, {result['train/images_per_s']:.0f} img/s")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self._print(f"[{trial.trial_id}] done    {trial_label(trial.config)}")
+        self._print(f"[{trial.trial_id}] done    {self.label(trial.config)}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._print(f"[{trial.trial_id}] ERROR   {trial_label(trial.config)}: see {trial.local_path}/error.txt")
+        self._print(f"[{trial.trial_id}] ERROR   {self.label(trial.config)}: see {trial.local_path}/error.txt")

@@ -48,29 +48,26 @@ LEGACY_TRIALS_RE = re.compile(r"^- trials: (\d+)\b", re.M)  # reports written be
 
 
 def _resources(meta: dict) -> tuple[float | None, float | None]:
-    """(CPUs, GPUs) per trial from meta `resources_per_trial`: sweep.run's
-    {workers, cpus_per_worker, gpus_per_worker}, or a plain {cpu, gpu} (any case)."""
+    """(CPUs, GPUs) per trial from sweep.run's meta `resources_per_trial`: {workers, cpus_per_worker,
+    gpus_per_worker}."""
     r = meta.get("resources_per_trial")
     if not isinstance(r, dict):
         return None, None
-    low = {str(k).lower(): v for k, v in r.items()}
-    if "cpus_per_worker" in low or "gpus_per_worker" in low:
-        workers = _num(low.get("workers"))
-        workers = 1.0 if workers is None else workers
-        cpw, gpw = _num(low.get("cpus_per_worker")), _num(low.get("gpus_per_worker"))
-        return (None if cpw is None else workers * cpw), (0.0 if gpw is None else workers * gpw)
-    return _num(low.get("cpu")), _num(low.get("gpu"))
+    workers = _num(r.get("workers"))
+    workers = 1.0 if workers is None else workers
+    cpw, gpw = _num(r.get("cpus_per_worker")), _num(r.get("gpus_per_worker"))
+    return (None if cpw is None else workers * cpw), (0.0 if gpw is None else workers * gpw)
 
 
 def section_repro(exp: Experiment) -> list[str]:
     meta = exp.meta
     out = ["## Reproducibility", ""]
     items = [
-        ("git commit", _meta_get(meta, "git_commit", "git", "commit")),
+        ("git commit", _meta_get(meta, "git_commit")),
         ("profile", _meta_get(meta, "profile")),
         ("grid", _meta_get(meta, "grid")),
-        ("data sha256", _meta_get(meta, "data_sha256", "sha256")),
-        ("data source", _meta_get(meta, "data", "data_path", "data_spec")),
+        ("data sha256", _meta_get(meta, "data_sha256")),
+        ("data source", _meta_get(meta, "data")),
         ("started", _meta_get(meta, "started")),
         ("finished", _meta_get(meta, "finished")),
         ("resources per trial", _meta_get(meta, "resources_per_trial")),
@@ -93,9 +90,8 @@ def section_repro(exp: Experiment) -> list[str]:
         out.append(f"- total compute (sum over trials of wall time x resources per trial, failed and stopped "
                    f"trials included): {total_h * (cpu or 0):.2f} CPU hours, {total_h * (gpu or 0):.2f} GPU hours "
                    f"({total_h:.2f} trial-hours over {len(walls)} trial(s))")
-    shown = {"name", "experiment", "command", "git_commit", "git", "commit", "profile", "grid", "data_sha256",
-             "sha256", "data", "data_path", "data_spec", "started", "finished", "resources_per_trial",
-             "hardware", "versions", "data_audit", "search", "grid_spec", "scientific", "nuisance", "fixed",
+    shown = {"name", "command", "git_commit", "profile", "grid", "data_sha256", "data", "started", "finished",
+             "resources_per_trial", "hardware", "versions", "data_audit", "search", "scientific", "nuisance", "fixed",
              "description"}
     rest = {k: v for k, v in meta.items() if k not in shown}
     if rest:

@@ -61,8 +61,6 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 def merge_params(params: dict) -> dict:
     """Tune's params.json -> flat dotted keys: the grid point's nested `"variant"` dict is merged into
     the top level (`sweep.params.flatten_params`); any other nested dict is flattened to dotted keys."""
-    if isinstance(params.get("train_loop_config"), dict):  # a Ray Train trainer run inside Tune nests it
-        params = {**{k: v for k, v in params.items() if k != "train_loop_config"}, **params["train_loop_config"]}
     return _flatten(flatten_params(params))
 
 

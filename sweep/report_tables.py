@@ -66,7 +66,7 @@ def _setting(exp: Experiment, key: str) -> str:
 
 def section_header(exp: Experiment, variants: Sequence[Variant]) -> list[str]:
     meta = exp.meta
-    name = _meta_get(meta, "name", "experiment") or exp.path.name
+    name = _meta_get(meta, "name") or exp.path.name
     cmd = meta.get("command")
     if isinstance(cmd, list):
         cmd = shlex.join(str(c) for c in cmd)

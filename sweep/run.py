@@ -7,6 +7,7 @@ data are prepared once per sweep and shared by every trial. Results land in
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import shlex
@@ -485,8 +486,6 @@ def _counts_line(counts: dict) -> str:
 def _fit(plan: Plan):
     from ray import tune
 
-    from sweep.progress import EpochLines
-
     grid, exp_uri, max_concurrent = plan.grid, plan.exp_uri, plan.max_concurrent
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, prepared=plan.prepared, resources=plan.resources,
@@ -494,7 +493,7 @@ def _fit(plan: Plan):
         {"driver_slot": 1},
     )
     run_config = tune.RunConfig(
-        name=plan.name, storage_path=plan.storage, verbose=0, callbacks=[EpochLines()],
+        name=plan.name, storage_path=plan.storage, verbose=0, callbacks=[_epoch_lines(plan.grid)],
         # A dead driver (or its node) is relaunched; its TorchTrainer finds its checkpoints by name.
         failure_config=tune.FailureConfig(max_failures=3),
     )
@@ -547,8 +546,6 @@ def _tune_nuisance(plan: Plan) -> list[dict]:
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    from sweep.progress import EpochLines
-
     grid, exp_uri, max_concurrent = plan.grid, plan.exp_uri, plan.max_concurrent
     spec = grid.tune
     seed, epochs, asha = spec.get("seed", 0), spec.get("epochs", 1), spec.get("asha") or {}
@@ -579,7 +576,7 @@ def _tune_nuisance(plan: Plan) -> list[dict]:
             tune_config=tune.TuneConfig(metric="val/acc", mode="max", search_alg=search_alg, scheduler=scheduler,
                                         num_samples=samples, max_concurrent_trials=max_concurrent),
             run_config=tune.RunConfig(name=f"{i:02d}", storage_path=f"{exp_uri}/tuning", verbose=0,
-                                      callbacks=[EpochLines()]),
+                                      callbacks=[_epoch_lines(plan.grid)]),
         ).fit()
         done = [r for r in results if r.metrics and "best_val_acc" in r.metrics]
         if not done:
@@ -645,6 +642,24 @@ def summary_label(cfg: dict, grid: Grid) -> str:
             if k not in ("model.name", "data.protocol")]
     extras = {k: cfg[k] for k in dict.fromkeys(keys) if k in cfg}
     return variant_label(str(cfg.get("model.name", "?")), str(cfg.get("data.protocol", OFFICIAL)), extras)
+
+
+def _epoch_lines(grid: Grid):
+    from sweep.progress import EpochLines
+
+    return EpochLines(functools.partial(trial_label, grid=grid))
+
+
+def trial_label(config: dict, grid: Grid) -> str:
+    """A trial on the console while it runs: its variant, its seed and any values a search sampled for it."""
+    cfg = flatten_params(config or {})
+    sampled = [f"{k.split('.')[-1]}={_short(cfg[k])}" for k in ((grid.search or grid.tune) or {}).get("space", {})
+               if k in cfg]
+    return " ".join([summary_label(cfg, grid), f"seed {cfg.get('seed', 0)}", *sampled])
+
+
+def _short(v) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
 def _print_summary(results, grid: Grid) -> int:

@@ -13,7 +13,7 @@ from sweep.trial import copy_subsets
 
 def _batches(cfg: TrialConfig, x, y, epoch: int):
     order, aug = epoch_stream(cfg.seed, epoch, 0, len(x), cfg.augment)
-    return [(bx.clone(), by.clone()) for bx, by in train_batches(x, y, order, batch_size=32, augmenter=aug, cfg=cfg, norm=None)]
+    return [(bx.clone(), by.clone()) for bx, by in train_batches(x, y, order, batch_size=32, augmenter=aug, preprocess=cfg.data.preprocess, norm=None)]
 
 
 def test_same_seed_gives_every_variant_identical_batches_and_another_seed_does_not():

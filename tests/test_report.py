@@ -486,7 +486,7 @@ def search_exp(tmp_path: Path) -> Path:
                     epochs=1 if stopped else 4, final=not stopped, curve="rising")
     (exp / "sweep_meta.json").write_text(json.dumps({
         "command": "python -m sweep.run --grid search --samples 5", "grid": "optimized_search", "profile": "quick",
-        "resources_per_trial": {"cpu": 1},
+        "resources_per_trial": {"workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 0},
         # as sweep.run records sweep/grids/search.yaml's block; detection goes through its space keys
         "search": {"metric": "val/acc", "mode": "max", "num_samples": 5,
                    "space": {"model.l2": {"loguniform": [1e-6, 1e-2]}, "model.dropout": {"uniform": [0.1, 0.7]}},
