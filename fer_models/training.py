@@ -42,7 +42,7 @@ class TrainConfig:
     lr: float = 1e-3  # peak learning rate (Keras Adam default)
     momentum: float = 0.9  # SGD momentum (Nesterov); ignored by Adam/AdamW
     weight_decay: float = 0.0  # optimiser weight decay, separate from ModelConfig.l2 (the loss penalty); 0 = off
-    batch_size: int = 128  # images per step (the batch the throughput numbers in the issue were measured at)
+    batch_size: int = 128  # images per step (the batch every committed timing and report used)
     epochs: int = 30  # the study's curves flatten well before 30 epochs at lr 1e-3
     lr_schedule: str = "cosine"  # per-step cosine decay to 0 after warmup; "none" = constant lr
     warmup_epochs: float = 0.0  # linear warmup from 0, in epochs

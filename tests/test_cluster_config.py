@@ -1,5 +1,5 @@
 """Offline checks of cluster.yaml and cluster/fake_multinode.yaml: Ray's own schema validation plus
-the safety points of issue #6 (no credentials, dashboard not opened to the world, GPU nodes scale
+the cluster's safety points (no credentials, dashboard not opened to the world, GPU nodes scale
 from zero, results on shared s3:// storage). No cloud access, no Ray cluster; runs in ~2 s.
 
     .venv/bin/pytest tests/test_cluster_config.py

@@ -1,4 +1,4 @@
-"""Multi-node behaviour on real Ray clusters started on loopback (issue #6).
+"""Multi-node behaviour on real Ray clusters started on loopback.
 
 - the helper starts two nodes, runs a task on each, and leaves no process behind even when the
   test body raises;
