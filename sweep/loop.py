@@ -97,7 +97,13 @@ def train_trial(config: Mapping[str, Any], data: TrialData, report: Report, *, d
     start_epoch, best = 0, {"val_acc": -1.0, "epoch": 0}
     best_model = copy.deepcopy(model)
     if resume_from is not None:
-        start_epoch, best, best_model = _restore(resume_from, model, optimizer, scheduler, prec, cfg.train.epochs)
+        start_epoch, best, best_model, row = _restore(resume_from, model, optimizer, scheduler, prec,
+                                                      cfg.train.epochs)
+        if row is not None:
+            # The checkpoint's epoch once more: an interrupt can fall between its checkpoint and the sweep logging
+            # its row, which would leave a hole in the curve (the report keeps one row per epoch). Without
+            # ASHA's clock, so a scheduler does not count it twice.
+            report(row, None)
 
     pre = cfg.data.preprocess
     # input_size is an override: the Flatten width depends on it, so the checkpoint rebuilds exactly this net.
@@ -135,7 +141,8 @@ def train_trial(config: Mapping[str, Any], data: TrialData, report: Report, *, d
                 ckpt = Path(tmp)
                 save_checkpoint(ckpt / "latest", model, meta)
                 save_checkpoint(ckpt / "best", best_model, {**meta, "best": best})
-                extra = {"best": best}
+                extra = {"best": best, "row": json.dumps({k: v for k, v in metrics.items() if k != ASHA_TIME},
+                                                         default=float)}
                 if prec.scaler.is_enabled():  # fp16's loss scale; a disabled scaler has no state
                     extra["scaler"] = prec.scaler.state_dict()
                 save_train_state(ckpt / "latest", optimizer, scheduler, epoch + 1, extra)
@@ -174,21 +181,21 @@ def train_trial(config: Mapping[str, Any], data: TrialData, report: Report, *, d
 
 
 def _restore(resume_from, model: nn.Module, optimizer, scheduler, prec: Precision, epochs: int):
-    """(start epoch, best, best model) from a checkpoint this loop wrote; model, optimiser, scheduler and
-    GradScaler state restored in place."""
+    """(start epoch, best, best model, the checkpoint epoch's result row or None) from a checkpoint this loop
+    wrote; model, optimiser, scheduler and GradScaler state restored in place."""
     source = contextlib.nullcontext(resume_from) if isinstance(resume_from, (str, os.PathLike)) else resume_from
     with source as d:
         d = Path(d)
         best_model, best_meta = load_checkpoint(d / "best", map_location=prec.device)
         best = best_meta["best"]
         if not (d / "latest").exists():  # restarted after training had finished: only the final evaluation is left
-            return epochs, best, best_model
+            return epochs, best, best_model, None
         latest, _ = load_checkpoint(d / "latest", map_location=prec.device)
         model.load_state_dict(latest.state_dict())
         start_epoch, extra = load_train_state(d / "latest", optimizer, scheduler, map_location=prec.device)
         if extra.get("scaler") and prec.scaler.is_enabled():
             prec.scaler.load_state_dict(extra["scaler"])
-        return start_epoch, best, best_model
+        return start_epoch, best, best_model, (json.loads(extra["row"]) if "row" in extra else None)
 
 
 def copy_subsets(y_true: np.ndarray, y_pred: np.ndarray, copy_in_train) -> dict:

@@ -1,11 +1,37 @@
-"""A readable line per trial and epoch while a sweep runs (a Ray Tune callback on the driver)."""
+"""Ray Tune callbacks on the driver: a readable line per trial and epoch while a sweep runs, and the per-epoch
+rows of a trial restarted by `--resume` kept."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Callable
 
 from ray.tune import Callback
 
+# The files Tune's default loggers append a trial's results to, in the driver's staging folder.
+ROW_FILES = ("result.json", "progress.csv")
+
+
+class KeepTrialRows(Callback):
+    """A resumed sweep restarts an unfinished trial in a fresh staging folder, where Tune's loggers find no
+    result.json unless the trial had a Tune checkpoint (ours checkpoint inside Ray Train); the next sync then
+    overwrites the stored file, and the epochs reported before the interrupt are lost. Copying the stored rows
+    in first, before the loggers open the files (user callbacks run before Tune's loggers), makes the restarted
+    trial append to them, as it continues from its Train checkpoint."""
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        import pyarrow.fs
+
+        for name in ROW_FILES:
+            local = Path(trial.local_path, name)
+            if local.exists():  # this run's own file: a retry within the run appends to it already
+                continue
+            local.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                pyarrow.fs.copy_files(Path(trial.path, name).as_posix(), local.as_posix(),
+                                      source_filesystem=trial.storage.storage_filesystem)
+            except FileNotFoundError:  # a trial's first start: nothing stored yet
+                pass
 
 
 class EpochLines(Callback):

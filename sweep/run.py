@@ -493,7 +493,7 @@ def _fit(plan: Plan):
         {"driver_slot": 1},
     )
     run_config = tune.RunConfig(
-        name=plan.name, storage_path=plan.storage, verbose=0, callbacks=[_epoch_lines(plan.grid)],
+        name=plan.name, storage_path=plan.storage, verbose=0, callbacks=_callbacks(plan.grid),
         # A dead driver (or its node) is relaunched; its TorchTrainer finds its checkpoints by name.
         failure_config=tune.FailureConfig(max_failures=3),
     )
@@ -576,7 +576,7 @@ def _tune_nuisance(plan: Plan) -> list[dict]:
             tune_config=tune.TuneConfig(metric="val/acc", mode="max", search_alg=search_alg, scheduler=scheduler,
                                         num_samples=samples, max_concurrent_trials=max_concurrent),
             run_config=tune.RunConfig(name=f"{i:02d}", storage_path=f"{exp_uri}/tuning", verbose=0,
-                                      callbacks=[_epoch_lines(plan.grid)]),
+                                      callbacks=_callbacks(plan.grid)),
         ).fit()
         done = [r for r in results if r.metrics and "best_val_acc" in r.metrics]
         if not done:
@@ -644,10 +644,10 @@ def summary_label(cfg: dict, grid: Grid) -> str:
     return variant_label(str(cfg.get("model.name", "?")), str(cfg.get("data.protocol", OFFICIAL)), extras)
 
 
-def _epoch_lines(grid: Grid):
-    from sweep.progress import EpochLines
+def _callbacks(grid: Grid) -> list:
+    from sweep.progress import EpochLines, KeepTrialRows
 
-    return EpochLines(functools.partial(trial_label, grid=grid))
+    return [KeepTrialRows(), EpochLines(functools.partial(trial_label, grid=grid))]
 
 
 def trial_label(config: dict, grid: Grid) -> str:

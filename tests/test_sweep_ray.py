@@ -161,34 +161,72 @@ def test_nuisance_tuning_picks_each_variants_value_on_validation_then_compares_a
     assert "## Nuisance tuning" in report and "[train.lr" not in report  # a tuned value is not a variant axis
 
 
-def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path):
-    grid = tmp_path / "three.yaml"
-    grid.write_text("scientific:\n  model.name: [fewer_layers, baseline, no_dropout]\n")
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
-    cmd = sweep_cmd(tmp_path, "res", "--grid", str(grid), "--max-concurrent", "1", "--epochs", "3")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                            start_new_session=True)
-    exp = tmp_path / "res"
-    deadline = time.time() + 900
+def _interrupt(cmd, env, when, sig, timeout=900) -> list[dict]:
+    """Run `cmd` until `when(trials)` holds (polled every 50 ms), send `sig` to its whole process group (the
+    driver and the Ray processes it started), and return the trials as the interrupt left them."""
+    exp = Path(cmd[cmd.index("--storage-path") + 1]) / cmd[cmd.index("--name") + 1]
+    log = exp.parent / f"console-{sig.name}.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    deadline, hit = time.time() + timeout, False
     try:
-        while time.time() < deadline and not any(t["final"] for t in trials(exp) if exp.exists()):
-            time.sleep(1)
+        while time.time() < deadline and proc.poll() is None and not hit:
+            try:
+                hit = exp.exists() and when(trials(exp))
+            except ValueError:  # a params.json or result.json caught mid-write
+                pass
+            time.sleep(0.05)
     finally:
-        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: Tune saves its state and stops
+        os.killpg(proc.pid, sig)
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-    done_before = {t["dir"].name: (t["dir"] / "final.json").stat().st_mtime for t in trials(exp) if t["final"]}
-    assert done_before, "no trial finished before the interruption"
-    assert len(done_before) < 3, "every trial finished before the interruption: nothing left to resume"
-    proc2 = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=1200, env=env)
-    assert proc2.returncode == 0, proc2.stdout[-3000:] + proc2.stderr[-3000:]
-    after = trials(exp)
-    assert len(after) == 3 and all(t["final"] for t in after)
-    for name, mtime in done_before.items():  # finished trials were not rerun
-        assert (exp / name / "final.json").stat().st_mtime == mtime
-        assert sum("train/loss" in r for r in next(t for t in after if t["dir"].name == name)["rows"]) == 3
+            proc.wait()
+    assert hit, f"the sweep ended (exit {proc.returncode}) or timed out before the interrupt point: " + \
+        log.read_text()[-3000:]
+    return trials(exp)
+
+
+def test_resume_after_interrupts_at_several_points_reruns_no_finished_trial(tmp_path):
+    """Interrupted twice, at the points that break a naive resume, then resumed to the end:
+    1. SIGKILL of the driver and all of Ray right after a trial's final.json appears (Tune may not yet have
+       recorded the trial as finished, so resume restarts it: the complete final.json must end it untouched);
+    2. Ctrl-C in the middle of a later trial (after an epoch's checkpoint: resume continues from it, and the
+       rows it had logged stay: Tune restarts it in a fresh folder, `sweep.progress.KeepTrialRows`)."""
+    grid = tmp_path / "three.yaml"
+    grid.write_text("scientific:\n  model.name: [fewer_layers, baseline, no_dropout]\n")
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
+    cmd = sweep_cmd(tmp_path, "res", "--grid", str(grid), "--max-concurrent", "1", "--epochs", "3")
+    exp = tmp_path / "res"
+
+    first = _interrupt(cmd, env, lambda ts: any(t["final"] for t in ts), signal.SIGKILL)
+    done1 = {t["dir"].name: (t["dir"] / "final.json").read_bytes() for t in first if t["final"]}
+    assert len(done1) == 1, "exactly one trial had finished when the driver was killed"
+
+    def mid_trial(ts):
+        return any(t["final"] is None and any("train/loss" in r for r in t["rows"]) for t in ts
+                   if t["dir"].name not in done1)
+    second = _interrupt(cmd + ["--resume"], env, mid_trial, signal.SIGINT)
+    partial = {t["dir"].name: [r["epoch"] for r in t["rows"] if "train/loss" in r] for t in second
+               if t["final"] is None and t["dir"].name not in done1 and any("train/loss" in r for r in t["rows"])}
+    assert partial, "no trial was interrupted mid-way"
+    done2 = {t["dir"].name: (t["dir"] / "final.json").read_bytes() for t in second if t["final"]}
+    assert all(done2[name] == body for name, body in done1.items())  # the first resume left it untouched
+
+    proc = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=1200, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    after = {t["dir"].name: t for t in trials(exp)}
+    assert len(after) == 3 and all(t["final"] for t in after.values())
+    for name, body in done2.items():  # finished trials: final.json byte-identical, each epoch trained once
+        assert (exp / name / "final.json").read_bytes() == body
+        assert [r["epoch"] for r in after[name]["rows"] if "train/loss" in r] == [1, 2, 3]
+    for name, epochs in partial.items():  # the interrupted trial kept its rows and continued from its checkpoint
+        rows = [r for r in after[name]["rows"] if "train/loss" in r]
+        assert [r["epoch"] for r in rows][:len(epochs)] == epochs  # the rows logged before the interrupt stayed
+        assert sorted({r["epoch"] for r in rows}) == [1, 2, 3]  # and no epoch is missing
+        for e in (1, 2, 3):  # an epoch logged twice is its checkpoint's row reported again, not trained again
+            assert all(r == next(q for q in rows if q["epoch"] == e) for r in rows if r["epoch"] == e), e
 
 
 def test_killed_worker_is_retried_from_its_checkpoint(tmp_path):
