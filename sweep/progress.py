@@ -32,6 +32,9 @@ class KeepTrialRows(Callback):
                                       source_filesystem=trial.storage.storage_filesystem)
             except FileNotFoundError:  # a trial's first start: nothing stored yet
                 pass
+            except Exception as exc:  # never stop a sweep over its log files; say what was not carried over
+                print(f"warning: {trial.trial_id}: could not carry its stored {name} over ({exc}); its rows from "
+                      "before the interrupt may be overwritten", file=sys.stderr)
 
 
 class EpochLines(Callback):
