@@ -104,7 +104,7 @@ def main() -> None:
     cfg0 = TrialConfig.from_flat(paper.settings)
     rng = np.random.default_rng(0)
     faces = rng.integers(0, 256, (N_TRAIN + N_VAL, 48, 48), dtype=np.uint8)
-    pre = preprocess_images(faces, cfg0.data)
+    pre = preprocess_images(faces, cfg0.data.preprocess)
     x, vx = pre[:N_TRAIN], pre[N_TRAIN:]
     y, vy = rng.integers(0, 7, N_TRAIN), rng.integers(0, 7, N_VAL)
     norm = compute_norm(x)

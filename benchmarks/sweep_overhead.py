@@ -52,7 +52,7 @@ def bare_trials(data: str, model_name: str, seeds: int, epochs: int, threads: in
     flat0 = {**PROFILES["quick"].settings, "train.epochs": epochs}
     cfg0 = TrialConfig.from_flat(flat0)
     splits = make_splits(load_dataset(data), protocol="official", seed=0)
-    pre = {k: preprocess_images(getattr(splits, f"{k}_x"), cfg0.data) for k in ("train", "val", "test")}
+    pre = {k: preprocess_images(getattr(splits, f"{k}_x"), cfg0.data.preprocess) for k in ("train", "val", "test")}
     ys = {k: getattr(splits, f"{k}_y").astype(np.int64) for k in ("train", "val", "test")}
     faces = {k: (pre[k], ys[k]) for k in ("train", "val", "test")}
     trial_data = TrialData(train=faces["train"], val=faces["val"], norm=compute_norm(pre["train"]),
