@@ -4,6 +4,14 @@
 that is not an experiment: missing, without trial folders or without `sweep_meta.json`. One odd trial
 never sinks the report: what was wrong is kept in `Trial.problems`. `group_variants` groups trials by
 every varying non-seed key and refuses two trials of one variant with the same seed.
+
+Every `result.json` row is checked against the pinned format: an `epoch` that is a positive integer and
+numbers for the metric keys (`train/*`, `val/*`, `final/*`, METRIC_KEYS). A row that fails is a problem of
+its trial and is left out. The trained epochs of all trials (rows with train metrics; a repeated epoch
+keeps its last row) are one pandas DataFrame, `Experiment.epochs`: one row per trial and epoch, columns
+`trial`, `epoch` and one per metric key found. Each `Trial.epochs` is its slice of that frame, and its
+curves, best epoch and epoch counts read it; the trial's closing rows (the last epoch repeated with the
+selected weights' val/acc and final/* metrics, no train metrics) are not epoch rows.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from sweep import stats
 from sweep.params import flatten_params
@@ -32,6 +41,10 @@ SUBSETS = ("copy_in_train", "no_copy_in_train")  # final.json metrics.test.subse
 ACC_CLIP = (0.0, 1.0)  # intervals of accuracies (fractions) stay inside [0, 1]
 TRIAL_FILES = ("params.json", "result.json", "final.json", "error.txt")
 LABEL_DEFAULTS = {("data.balance", "none")}
+TRAIN_KEYS = ("train/loss", "train/acc")  # a row with either is a trained epoch; a closing row has neither
+METRIC_PREFIXES = ("train/", "val/", "final/")
+METRIC_KEYS = ("lr", "best_val_acc", "best_epoch", "epoch_s", "time_total_s")  # besides METRIC_PREFIXES
+NAMED_BAD_ROWS = 3  # bad result.json rows named one by one; the rest are counted
 
 
 class ReportError(ValueError):
@@ -68,11 +81,42 @@ def _hashable(v: Any) -> Any:
     return json.dumps(v, sort_keys=True) if isinstance(v, (list, dict)) else v
 
 
-def _epoch_of(row: dict) -> int | None:
-    e = _num(row.get("epoch"))
-    if e is None:
-        e = _num(row.get("training_iteration"))
-    return int(e) if e is not None else None
+def is_metric_key(k: str) -> bool:
+    return k.startswith(METRIC_PREFIXES) or k in METRIC_KEYS
+
+
+def is_number(x: Any) -> bool:
+    """An int or float, not a bool (NaN counts: a diverged loss is a result; curves skip it)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def is_trained(row: dict) -> bool:
+    return any(k in row for k in TRAIN_KEYS)
+
+
+def row_faults(row: dict) -> list[str]:
+    """What makes one result.json row break the pinned format (empty: the row is good)."""
+    e = row.get("epoch")
+    faults = []
+    if "epoch" not in row:
+        faults.append("no epoch")
+    elif not (is_number(e) and math.isfinite(e) and e >= 1 and float(e).is_integer()):
+        faults.append(f"epoch {_short(e)} is not a positive integer")
+    faults += [f"{k} {_short(v)} is not a number" for k, v in row.items() if is_metric_key(k) and not is_number(v)]
+    return faults
+
+
+def _short(v: Any) -> str:
+    r = repr(v)  # a problem is one line of a table cell
+    return r if len(r) <= 40 else r[:37] + "..."
+
+
+def empty_epochs() -> pd.DataFrame:
+    return pd.DataFrame({"trial": pd.Series(dtype=object), "epoch": pd.Series(dtype="int64")})
+
+
+def _finite(s: pd.Series) -> list[float]:
+    return [float(x) for x in s if math.isfinite(x)]
 
 
 @dataclass
@@ -82,10 +126,12 @@ class Trial:
     name: str
     path: Path
     params: dict = field(default_factory=dict)
-    rows: list[dict] = field(default_factory=list)
+    rows: list[dict] = field(default_factory=list)  # result.json's good rows, as written (repeats included)
     final: dict | None = None
     error: str | None = None  # first line of error.txt (+ the exception line when Tune's header)
     problems: list[str] = field(default_factory=list)
+    # this trial's slice of Experiment.epochs (load_experiment sets it): one row per trained epoch
+    epochs: pd.DataFrame = field(default_factory=empty_epochs, repr=False, compare=False)
 
     @property
     def status(self) -> str:
@@ -128,31 +174,29 @@ class Trial:
         return s if isinstance(s, list) and all(_num(x) is not None for x in s) and s else None
 
     def epoch_rows(self) -> list[dict]:
-        """One result row per trained epoch, in order. Rows without train metrics (the trial's closing
-        report repeats the last epoch with the selected weights' val/acc) are left out; a repeated epoch
-        (a retried worker) keeps its last row."""
-        by_epoch: dict[int, dict] = {}
-        for r in self.rows:
-            e = _epoch_of(r)
-            if e is None or not any(k in r for k in ("train/acc", "train/loss")):
-                continue
-            by_epoch[e] = r
-        return [by_epoch[e] for e in sorted(by_epoch)]
+        """One row per trained epoch, in order, from `epochs` (metric keys only, NaN where a row lacked one)."""
+        return self.epochs.drop(columns="trial").to_dict("records")
+
+    def closing_rows(self) -> list[dict]:
+        """The good rows without train metrics: the closing report(s) that repeat the last epoch with the
+        selected weights' val/acc (a resumed finished trial reports it again)."""
+        return [r for r in self.rows if not is_trained(r)]
 
     def curve(self, key: str) -> dict[int, float]:
-        """{epoch: value} of one per-epoch metric ("val/acc", "train/acc", ...)."""
-        out = {}
-        for r in self.epoch_rows():
-            x = _num(r.get(key))
-            if x is not None:
-                out[_epoch_of(r)] = x
-        return out
+        """{epoch: value} of one per-epoch metric ("val/acc", "train/acc", ...); non-finite values skipped."""
+        if key not in self.epochs:
+            return {}
+        return {int(e): float(x) for e, x in zip(self.epochs["epoch"], self.epochs[key]) if math.isfinite(x)}
+
+    def logged(self, key: str) -> list[float]:
+        """Every finite value of `key` in the epoch rows and then the closing rows."""
+        out = _finite(self.epochs[key]) if key in self.epochs else []
+        return out + [x for x in (_num(r.get(key)) for r in self.closing_rows()) if x is not None]
 
     @property
     def best_val_acc(self) -> float | None:
         """Best validation accuracy seen (Tune's per-epoch `best_val_acc`/`val/acc`); never test."""
-        vals = [_num(r.get("best_val_acc")) for r in self.rows] + [_num(r.get("val/acc")) for r in self.rows]
-        vals = [v for v in vals if v is not None]
+        vals = self.logged("best_val_acc") + self.logged("val/acc")
         if vals:
             return max(vals)
         return self.metric("val", "acc")
@@ -160,11 +204,9 @@ class Trial:
     @property
     def epochs_run(self) -> int | None:
         e = _num((self.final or {}).get("epochs_run"))
-        if e is not None:
-            return int(e)
-        epochs = [_epoch_of(r) for r in self.rows]
-        epochs = [e for e in epochs if e is not None]
-        return max(epochs) if epochs else None
+        if e is None:
+            e = max(self.logged("epoch"), default=None)  # a closing row counts: it repeats the last epoch
+        return None if e is None else int(e)
 
     @property
     def best_epoch(self) -> int | None:
@@ -180,9 +222,7 @@ class Trial:
         w = _num((self.final or {}).get("wall_s"))
         if w is not None:
             return w
-        times = [_num(r.get("time_total_s")) for r in self.rows]
-        times = [t for t in times if t is not None]
-        return max(times) if times else None
+        return max(self.logged("time_total_s"), default=None)
 
     @property
     def n_params(self) -> int | None:
@@ -232,20 +272,7 @@ def load_trial(path: Path) -> Trial:
         t.problems.append("params.json missing")
     r = path / "result.json"
     if r.exists():
-        bad = 0
-        for line in r.read_text(errors="replace").splitlines():
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                if isinstance(row, dict):
-                    t.rows.append(row)
-                else:
-                    bad += 1
-            except ValueError:
-                bad += 1
-        if bad:
-            t.problems.append(f"result.json: {bad} unparsable line(s) skipped")
+        t.rows = read_results(r, t.problems)
     f = path / "final.json"
     if f.exists():
         try:
@@ -266,12 +293,54 @@ def load_trial(path: Path) -> Trial:
     return t
 
 
+def read_results(path: Path, problems: list[str]) -> list[dict]:
+    """The good rows of one result.json, in file order; unparsable lines and rows that break the pinned
+    format (row_faults) are left out and said in `problems`."""
+    rows, unparsable, bad = [], 0, []
+    for n, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if not isinstance(row, dict):
+            unparsable += 1
+        elif faults := row_faults(row):
+            bad.append(f"{path.name} line {n} left out: {', '.join(faults)}")
+        else:
+            rows.append(row)
+    if unparsable:
+        problems.append(f"{path.name}: {unparsable} unparsable line(s) skipped")
+    problems += bad[:NAMED_BAD_ROWS]
+    if len(bad) > NAMED_BAD_ROWS:
+        problems.append(f"{path.name}: {len(bad) - NAMED_BAD_ROWS} more bad row(s) left out")
+    return rows
+
+
+def epoch_record(trial: str, row: dict) -> dict:
+    """One frame row: the trial, its epoch and the row's metric values."""
+    return {"trial": trial, "epoch": int(row["epoch"]), **{k: v for k, v in row.items() if is_metric_key(k)}}
+
+
+def epoch_frame(trials: Sequence[Trial]) -> pd.DataFrame:
+    """One row per trial and trained epoch, sorted by trial then epoch; a repeated epoch (a resumed trial
+    reports its checkpoint's epoch again) keeps its last row."""
+    records = [epoch_record(t.name, r) for t in trials for r in t.rows if is_trained(r)]
+    if not records:
+        return empty_epochs()
+    frame = pd.DataFrame.from_records(records)
+    frame = frame.drop_duplicates(["trial", "epoch"], keep="last")
+    return frame.sort_values(["trial", "epoch"], kind="stable").reset_index(drop=True)
+
+
 @dataclass
 class Experiment:
     path: Path
     meta: dict
     trials: list[Trial]
     problems: list[str]
+    epochs: pd.DataFrame = field(default_factory=empty_epochs, repr=False, compare=False)  # epoch_frame(trials)
 
 
 def load_experiment(exp_dir: str | Path) -> Experiment:
@@ -306,7 +375,11 @@ def load_experiment(exp_dir: str | Path) -> Experiment:
             trials.append(load_trial(sub))
         except Exception as exc:  # one odd trial must not sink the report
             trials.append(Trial(name=sub.name, path=sub, problems=[f"could not be read: {exc!r}"]))
-    return Experiment(path, meta, trials, problems)
+    epochs = epoch_frame(trials)
+    by_trial = dict(iter(epochs.groupby("trial", sort=False)))
+    for t in trials:
+        t.epochs = by_trial.get(t.name, epochs.iloc[:0])
+    return Experiment(path, meta, trials, problems, epochs)
 
 
 # ----------------------------------------------------------------------------- grouping

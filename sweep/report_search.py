@@ -84,8 +84,7 @@ def optuna_study(trials: Sequence[Trial], space: dict):
     for t in sorted(trials, key=lambda t: t.name):  # trial folders are named in launch order
         if t.best_val_acc is None or not all(k in t.params for k in dists):
             continue
-        curve = {int(r["epoch"]): float(r["val/acc"]) for r in t.rows
-                 if isinstance(r.get("epoch"), int) and _num(r.get("val/acc")) is not None and "train/loss" in r}
+        curve = t.curve("val/acc")
         params = {k: (float(t.params[k]) if isinstance(d, FloatDistribution) else t.params[k]) for k, d in dists.items()}
         done = t.status == "completed"
         study.add_trial(optuna.trial.create_trial(
