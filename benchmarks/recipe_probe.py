@@ -67,12 +67,13 @@ def run_arm(name: str, overrides: dict, epochs: int, input_size: int, seed: int)
     from fer_models import build_model
     from fer_models.perf import set_threads
     from fer_models.training import TrainConfig, evaluate, make_optimizer, make_scheduler, train_one_epoch
-    from sweep.batches import epoch_stream, eval_batches, train_batches
+    from sweep.batches import epoch_stream, eval_batches, on_device, train_batches
     from sweep.config import TrialConfig
 
     set_threads(1)
     a = {**REFERENCE, **overrides}
     tx, ty, vx, vy = load(input_size, a["minmax"])
+    tx, ty = on_device(tx, ty)
     aug = AugmentConfig() if a["aug"] == "policy" else replace(AugmentConfig.none(), hflip_p=0.5)
     cfg = TrialConfig.from_flat({"data.input_size": input_size, "model.name": a["model"]})
     train = TrainConfig(lr=a["lr"], epochs=epochs, lr_schedule=a["schedule"], warmup_epochs=a["warmup"],
@@ -84,9 +85,9 @@ def run_arm(name: str, overrides: dict, epochs: int, input_size: int, seed: int)
     curve, secs = [], []
     for epoch in range(epochs):
         t0 = time.perf_counter()
-        order, augmenter = epoch_stream(seed, epoch, 0, len(tx), aug)  # the trial's stream: paired across arms
-        train_one_epoch(model, train_batches(tx, ty, order, batch_size=train.batch_size, augmenter=augmenter,
-                                        preprocess=cfg.data.preprocess, norm=None), opt,
+        order, generator = epoch_stream(seed, epoch, 0, len(tx))  # the trial's stream: paired across arms
+        train_one_epoch(model, train_batches(tx, ty, order, batch_size=train.batch_size, augment=aug,
+                                             generator=generator, preprocess=cfg.data.preprocess, norm=None), opt,
                         scheduler=sched, label_smoothing=train.label_smoothing, device="cpu")
         va = evaluate(model, eval_batches(vx, vy, cfg.data.preprocess, None), device="cpu")
         curve.append(va["acc"])

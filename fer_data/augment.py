@@ -1,24 +1,36 @@
-"""Training-time augmentation with albumentations 2.x (the study's section 3.2.2).
+"""Training-time augmentation (the study's section 3.2.2): one policy, ``AugmentConfig``, applied as a few batched
+tensor ops on the training device.
 
 Each transform is an ablation switch whose strength is a parameter; 0 turns it off:
 rotation (+-degrees), horizontal flip (probability), slight scaling (+-fraction),
 brightness/contrast (+-fraction), Gaussian noise (max std as a fraction of 255) and synthetic
-occlusion (probability of 1-3 random grey-level rectangles, each up to a quarter of the side,
-standing in for glasses, hands or masks). It runs per epoch inside the training workers on the
-preprocessed uint8 images, on the training split only; val/test are never augmented.
+occlusion (probability of 1-3 rectangles of a random grey level, each 10-25% of the side,
+standing in for glasses, hands or masks). Training split only; val/test are never augmented.
 
-Seeded: ``build_augmenter(cfg, seed)`` returns a pipeline whose random stream is fixed by ``seed``,
-so the same seed gives the same augmented batch.
+``augment_images(x, cfg, generator)`` draws every parameter per image from ``generator`` (a seeded
+``torch.Generator`` on the images' device), then applies the geometry (rotation, scale, flip) as one sampling
+grid + ``grid_sample`` for the whole batch, and the photometric transforms and occlusion as elementwise ops. Per image, not per batch: a torchvision v2 transform draws one parameter set per call.
+The parameter draws do not depend on which switches are on (all are drawn every time, in a fixed order;
+only the noise field is drawn when noise is on), so two configs given the same generator differ only by the
+transforms they switch (common random numbers).
 
-    aug = build_augmenter(AugmentConfig(), seed=0)
-    batch = augment_batch(images_uint8, aug)  # uint8 [B, S, S] -> uint8 [B, S, S]
+albumentations (``build_augmenter`` + ``augment_batch``: one image at a time on the CPU) implements the same
+policy with the same parameter ranges. It is the reference the tensor ops are checked against
+(tests/test_augment_device.py compares what each transform does to the same faces) and the baseline of
+benchmarks/augment_throughput.py; training does not use it.
+
+    x = augment_images(faces_01, AugmentConfig(), generator)  # float [B, 1, S, S] in [0, 1], any device
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # torch is imported where it is used: fer_data itself loads without it
+    import torch
 
 
 @dataclass(frozen=True)
@@ -50,8 +62,99 @@ class AugmentConfig:
         return not any(asdict(self).values())
 
 
+MAX_HOLES = 3
+HOLE_SIDE = (0.1, 0.25)  # an occlusion rectangle's side, as a fraction of the image side
+
+
+def draw_params(cfg: AugmentConfig, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Per-image parameters of the policy for a batch of `n`, on the generator's device.
+
+    Always the same draws in the same order whatever `cfg` switches on; a switched-off transform's
+    parameters are its identity."""
+    import torch
+
+    dev = generator.device
+
+    def u(*shape):  # uniform [0, 1)
+        return torch.rand(*shape, generator=generator, device=dev)
+
+    def sym(limit):  # uniform [-limit, limit)
+        return (2 * u(n) - 1) * limit
+
+    return {
+        "angle_deg": sym(cfg.rotation_deg),
+        "scale": 1 + sym(cfg.scale),
+        "flip": u(n) < cfg.hflip_p,
+        "contrast": 1 + sym(cfg.brightness_contrast),
+        "brightness": sym(cfg.brightness_contrast),
+        "noise_std": u(n) * cfg.noise_std,
+        "occlude": u(n) < cfg.occlusion_p,
+        "holes": 1 + (u(n) * MAX_HOLES).long().clamp(max=MAX_HOLES - 1),  # 1..3
+        "hole_box": u(n, MAX_HOLES, 5),  # height, width, top, left (fractions of their ranges), grey level
+    }
+
+
+def augment_images(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator,
+                   params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """float [B, 1, S, S] in [0, 1] -> a new augmented batch, same shape, device and range.
+
+    `params` (from `draw_params`) replaces the parameter draws, for tests. The Gaussian noise field is drawn
+    from `generator` after the parameters, only when noise is on. With every switch off the batch is returned
+    unchanged and nothing is drawn."""
+    import torch
+    import torch.nn.functional as F
+
+    if x.dim() != 4 or x.shape[1] != 1 or not x.is_floating_point():
+        raise ValueError(f"augment_images expects float [B, 1, S, S], got {x.dtype} {tuple(x.shape)}")
+    if cfg.is_identity:
+        return x
+    n, s = x.shape[0], x.shape[-1]
+    p = draw_params(cfg, n, generator) if params is None else params
+
+    def per_image(t):  # [B] -> [B, 1, 1, 1] in the images' dtype
+        return t.to(x.dtype)[:, None, None, None]
+
+    if cfg.rotation_deg or cfg.scale:
+        # Output pixel -> input pixel in grid_sample's [-1, 1] coordinates (pixel centres, align_corners=False):
+        # rotate, zoom by `scale` (> 1 zooms in), mirror x when flipped. Bilinear, edges reflected like
+        # albumentations' BORDER_REFLECT_101. The grid is built in its final layout with two broadcast ops
+        # (F.affine_grid's batched matmul is 5x slower on a CPU).
+        a = torch.deg2rad(p["angle_deg"])
+        cos, sin = a.cos() / p["scale"], a.sin() / p["scale"]
+        f = 1.0 - 2.0 * p["flip"].to(cos.dtype)
+        along_x = torch.stack([cos * f, sin * f], -1).to(x.dtype)[:, None, None, :]  # [B, 1, 1, 2]
+        along_y = torch.stack([-sin, cos], -1).to(x.dtype)[:, None, None, :]
+        c = (torch.arange(s, device=x.device, dtype=x.dtype) * 2 + 1) / s - 1  # pixel centres in [-1, 1]
+        grid = c[None, :, None, None] * along_y + c[None, None, :, None] * along_x  # [B, S, S, 2]
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    elif cfg.hflip_p:
+        x = torch.where(p["flip"][:, None, None, None], x.flip(-1), x)  # exact: no resampling
+    else:
+        x = x.clone()  # the ops below work in place
+    # From here on x is this function's own tensor: in place saves a pass over the batch per op.
+    if cfg.brightness_contrast:
+        x.mul_(per_image(p["contrast"])).add_(per_image(p["brightness"])).clamp_(0, 1)
+    if cfg.noise_std:
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        x.add_(noise.mul_(per_image(p["noise_std"]))).clamp_(0, 1)
+    if cfg.occlusion_p:
+        box = p["hole_box"].to(x.dtype)
+        lo, hi = HOLE_SIDE
+        h, w = (lo + (hi - lo) * box[..., 0]) * s, (lo + (hi - lo) * box[..., 1]) * s  # [B, holes] in pixels
+        top, left = box[..., 2] * (s - h), box[..., 3] * (s - w)
+        centre = torch.arange(s, device=x.device, dtype=x.dtype) + 0.5
+        active = p["occlude"][:, None] & (torch.arange(MAX_HOLES, device=x.device) < p["holes"][:, None])
+        rows = ((centre >= top[..., None]) & (centre < (top + h)[..., None]) & active[..., None]).to(x.dtype)
+        cols = ((centre >= left[..., None]) & (centre < (left + w)[..., None])).to(x.dtype)  # [B, holes, S]
+        for k in range(MAX_HOLES):  # one grey level per hole (albumentations' "random_uniform"); later holes on top
+            inside = (rows[:, k, :, None] * cols[:, k, None, :])[:, None]  # 1 inside the hole, else 0 (exact lerp)
+            x.lerp_(per_image(box[:, k, 4]).expand_as(x), inside)
+    return x
+
+
 def build_augmenter(cfg: AugmentConfig, seed: int = 0):
-    """An ``albumentations.Compose`` for grayscale uint8 [S, S] images, or None when all are off."""
+    """The reference implementation: an ``albumentations.Compose`` for grayscale uint8 [S, S] images with the
+    same parameter ranges as `augment_images`, or None when all are off."""
     import albumentations as A
     import cv2
 
@@ -69,8 +172,8 @@ def build_augmenter(cfg: AugmentConfig, seed: int = 0):
     if cfg.noise_std:
         t.append(A.GaussNoise(std_range=(0.0, cfg.noise_std), p=1.0))
     if cfg.occlusion_p:
-        t.append(A.CoarseDropout(num_holes_range=(1, 3), hole_height_range=(0.1, 0.25),
-                                 hole_width_range=(0.1, 0.25), fill="random_uniform", p=cfg.occlusion_p))
+        t.append(A.CoarseDropout(num_holes_range=(1, MAX_HOLES), hole_height_range=HOLE_SIDE,
+                                 hole_width_range=HOLE_SIDE, fill="random_uniform", p=cfg.occlusion_p))
     return A.Compose(t, seed=seed)
 
 

@@ -88,13 +88,21 @@ def to_model_input(batch, cfg: PreprocessConfig, norm: Norm | None = None):
 
     Returns the same kind (numpy or torch) it was given; torch tensors stay on their device.
     """
-    if cfg.standardize and norm is None:
-        raise ValueError("to_model_input: cfg.standardize=True needs the training-split Norm")
-    mean, std = (norm.mean, norm.std) if cfg.standardize else (0.0, 1.0)
     if isinstance(batch, np.ndarray):
-        x = batch.astype(np.float32)[:, None] / np.float32(255.0)
-        return (x - np.float32(mean)) / np.float32(std) if cfg.standardize else x
+        return standardize(batch.astype(np.float32)[:, None] / np.float32(255.0), cfg, norm)
     import torch
 
-    x = batch.to(torch.float32).unsqueeze(1) / 255.0
-    return (x - mean) / std if cfg.standardize else x
+    return standardize(batch.to(torch.float32).unsqueeze(1) / 255.0, cfg, norm)
+
+
+def standardize(x01, cfg: PreprocessConfig, norm: Norm | None = None):
+    """The last step of `to_model_input` on float [B, 1, S, S] in [0, 1] (numpy or torch): subtract the training
+    split's mean and divide by its std when `cfg.standardize`, else unchanged. Training batches are augmented
+    in [0, 1] between the two steps."""
+    if not cfg.standardize:
+        return x01
+    if norm is None:
+        raise ValueError("to_model_input: cfg.standardize=True needs the training-split Norm")
+    if isinstance(x01, np.ndarray):
+        return (x01 - np.float32(norm.mean)) / np.float32(norm.std)
+    return (x01 - norm.mean) / norm.std

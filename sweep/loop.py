@@ -37,7 +37,7 @@ from fer_models.checkpoint import load_checkpoint, load_train_state, save_checkp
 from fer_models.training import (
     Precision, classification_metrics, evaluate, make_optimizer, make_scheduler, setup_precision, train_one_epoch,
 )
-from sweep.batches import epoch_stream, eval_batches, train_batches
+from sweep.batches import epoch_stream, eval_batches, on_device, train_batches
 from sweep.config import TrialConfig
 
 FINAL_FILE = "final.json"
@@ -89,8 +89,9 @@ def train_trial(config: Mapping[str, Any], data: TrialData, report: Report, *, d
     torch.manual_seed(cfg.seed)  # identical initialisation on every rank (DDP also broadcasts rank 0's)
     model = prec.prepare(build_model(cfg.model.name, input_size=cfg.data.input_size, **cfg.model.overrides))
     net = wrap_model(model) if wrap_model is not None else model
-    train_x, train_y = data.train
-    val_x, val_y = data.val
+    # The faces go to the training device once; every batch is indexed and augmented there.
+    train_x, train_y = on_device(*data.train, prec.device)
+    val_x, val_y = on_device(*data.val, prec.device)
     optimizer = make_optimizer(model, cfg.train)
     scheduler = make_scheduler(optimizer, cfg.train, steps_per_epoch=-(-len(train_x) // cfg.train.batch_size))
 
@@ -113,9 +114,9 @@ def train_trial(config: Mapping[str, Any], data: TrialData, report: Report, *, d
             "trial": dict(config)}
     for epoch in range(start_epoch, cfg.train.epochs):
         t0 = time.perf_counter()
-        order, augmenter = epoch_stream(cfg.seed, epoch, rank, len(train_x), cfg.augment)
-        batches = train_batches(train_x, train_y, order, batch_size=cfg.train.batch_size, augmenter=augmenter,
-                                preprocess=pre, norm=data.norm)
+        order, generator = epoch_stream(cfg.seed, epoch, rank, len(train_x), prec.device)
+        batches = train_batches(train_x, train_y, order, batch_size=cfg.train.batch_size, augment=cfg.augment,
+                                generator=generator, preprocess=pre, norm=data.norm)
         lr = optimizer.param_groups[0]["lr"]
         tr = train_one_epoch(net, batches, optimizer, class_weights=weights, scheduler=scheduler,
                              label_smoothing=cfg.train.label_smoothing, grad_clip=cfg.train.grad_clip, precision=prec)
@@ -167,6 +168,7 @@ def train_trial(config: Mapping[str, Any], data: TrialData, report: Report, *, d
             more = data.final_splits()
             splits = {"train": more["train"], "val": (val_x, val_y), "test": more["test"]}
             for split, (x, y) in splits.items():
+                x, y = on_device(x, y, prec.device)
                 ev = evaluate(best_model, eval_batches(x, y, pre, data.norm), precision=prec, class_weights=weights)
                 final["metrics"][split] = {"loss": ev["loss"], **classification_metrics(ev["y_true"], ev["y_pred"])}
                 if split == "test":

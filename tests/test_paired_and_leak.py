@@ -6,14 +6,15 @@ import pytest
 import torch
 
 from fer_data import FerArrays, make_splits
-from sweep.batches import epoch_stream, train_batches
+from sweep.batches import epoch_stream, on_device, train_batches
 from sweep.config import TrialConfig
 from sweep.trial import copy_subsets
 
 
 def _batches(cfg: TrialConfig, x, y, epoch: int):
-    order, aug = epoch_stream(cfg.seed, epoch, 0, len(x), cfg.augment)
-    return [(bx.clone(), by.clone()) for bx, by in train_batches(x, y, order, batch_size=32, augmenter=aug, preprocess=cfg.data.preprocess, norm=None)]
+    order, generator = epoch_stream(cfg.seed, epoch, 0, len(x))
+    return list(train_batches(*on_device(x, y), order, batch_size=32, augment=cfg.augment, generator=generator,
+                              preprocess=cfg.data.preprocess, norm=None))
 
 
 def test_same_seed_gives_every_variant_identical_batches_and_another_seed_does_not():
@@ -31,8 +32,8 @@ def test_same_seed_gives_every_variant_identical_batches_and_another_seed_does_n
             assert torch.equal(ya, yb) and torch.equal(xa, xb)
         assert not all(torch.equal(xa, xc) for (xa, _), (xc, _) in zip(ba, bc))
     # augmentation is really on: the batches are not the raw faces in order
-    order, _ = epoch_stream(3, 0, 0, len(x), a.augment)
-    raw = torch.from_numpy(x[order[:32]]).float()[:, None] / 255
+    order, _ = epoch_stream(3, 0, 0, len(x))
+    raw = torch.from_numpy(x[order[:32].numpy()]).float()[:, None] / 255
     assert not torch.allclose(_batches(a, x, y, 0)[0][0], raw)
     # a resumed epoch replays its stream exactly
     assert all(torch.equal(p[0], q[0]) for p, q in zip(_batches(a, x, y, 1), _batches(a, x, y, 1)))

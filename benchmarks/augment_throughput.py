@@ -1,0 +1,88 @@
+"""Images per second of the augmentation policy: the batched tensor ops a trial uses (fer_data.augment_images)
+against the albumentations reference (one image at a time), same policy, same faces, side by side in one run.
+
+Batch 128 at 48x48 (FER-2013's own size), one CPU thread, the study's full policy (fer_data.AugmentConfig()) and
+each transform alone. Rounds alternate between the two so both see the same machine load; each figure is the
+median over rounds. With a GPU visible the tensor ops are also timed there (a trial augments on its device).
+
+    python benchmarks/augment_throughput.py [--rounds 7] [--size 48] [--batch 128]
+
+Last line: tensor ops (CPU) / albumentations for the full policy, as `N.Nx`.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fer_data import AugmentConfig, augment_batch, augment_images, build_augmenter  # noqa: E402
+from fer_models.perf import host_kind, set_threads  # noqa: E402
+
+SWITCHES = ("rotation_deg", "hflip_p", "scale", "brightness_contrast", "noise_std", "occlusion_p")
+
+
+def policies() -> dict[str, AugmentConfig]:
+    full = AugmentConfig()
+    out = {"full policy": full}
+    for name in SWITCHES:
+        out[name] = replace(AugmentConfig.none(), **{name: getattr(full, name)})
+    return out
+
+
+def rate(fn, images: int, batches: int) -> float:
+    t = time.perf_counter()
+    for _ in range(batches):
+        fn()
+    return images * batches / (time.perf_counter() - t)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--size", type=int, default=48)
+    p.add_argument("--batch", type=int, default=128)
+    args = p.parse_args()
+    threads = set_threads(1)
+    rng = np.random.default_rng(0)
+    faces_u8 = rng.integers(0, 256, (args.batch, args.size, args.size), dtype=np.uint8)
+    faces = torch.from_numpy(faces_u8).float()[:, None] / 255
+    cuda = torch.device("cuda") if torch.cuda.is_available() else None
+    print(f"host: {host_kind()}; torch {torch.__version__}; {threads} thread; batch {args.batch}, "
+          f"{args.size}x{args.size}; median of {args.rounds} rounds; images/s", flush=True)
+    print(f"{'policy':<22}{'albumentations':>16}{'tensor ops CPU':>16}{'ratio':>8}"
+          + (f"{'tensor ops GPU':>16}" if cuda else ""))
+    ratio_full = None
+    for label, cfg in policies().items():
+        aug = build_augmenter(cfg, seed=0)
+        g = torch.Generator().manual_seed(0)
+        alb, ours, gpu = [], [], []
+        augment_images(faces, cfg, g)  # warm-up
+        if cuda is not None:
+            faces_gpu, g_gpu = faces.to(cuda), torch.Generator(device=cuda).manual_seed(0)
+            augment_images(faces_gpu, cfg, g_gpu)
+        for _ in range(args.rounds):
+            alb.append(rate(lambda: augment_batch(faces_u8, aug), args.batch, 2))
+            ours.append(rate(lambda: augment_images(faces, cfg, g), args.batch, 20))
+            if cuda is not None:
+                def on_gpu():
+                    for _ in range(50):
+                        augment_images(faces_gpu, cfg, g_gpu)
+                    torch.cuda.synchronize(cuda)
+                gpu.append(rate(on_gpu, args.batch * 50, 1))
+        a, o = statistics.median(alb), statistics.median(ours)
+        if label == "full policy":
+            ratio_full = o / a
+        print(f"{label:<22}{a:>16,.0f}{o:>16,.0f}{o / a:>7.1f}x"
+              + (f"{statistics.median(gpu):>16,.0f}" if cuda else ""), flush=True)
+    print(f"tensor ops (CPU, 1 thread) vs albumentations, full policy: {ratio_full:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
