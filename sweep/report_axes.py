@@ -4,7 +4,8 @@ Every scientific axis has a reference level: the grid's `reference:` entry for i
 value (the study's `model.name` axis lists `baseline` first). A variant that differs from the reference
 on one axis is compared with the variant that has that axis at its reference level and every other
 setting (the other axes, the protocol, the balance) the same: with two or more axes, each axis is
-compared at every combination of the others. One Holm family per axis, reference variant and split.
+compared at every combination of the others. One Holm family per axis and split: all the comparisons that
+ask whether that axis matters, whatever the other axes' levels.
 
 With two axes or more, the interaction of two axes A and B at levels (a, b) is the difference of
 differences (Y[a,b] - Y[a0,b]) - (Y[a,b0] - Y[a0,b0]): how much A's effect changes when B leaves its
@@ -87,8 +88,11 @@ def axis_families(exp: Experiment, variants: Sequence[Variant], split: str) -> l
             if r is not None and r.done:
                 by_ref.setdefault(id(r), []).append(v)
                 refs[id(r)] = r
-        for key, members in by_ref.items():
-            out.append(AxisFamily(axis, family([(v, refs[key]) for v in members], split)))
+        # One Holm family per axis and split: every comparison asking whether this axis matters, at every
+        # combination of the other axes (rows grouped by their reference).
+        pairs = [(v, refs[key]) for key, members in by_ref.items() for v in members]
+        if pairs:
+            out.append(AxisFamily(axis, family(pairs, split)))
     return out
 
 
@@ -116,7 +120,8 @@ def section_comparisons(exp: Experiment, variants: Sequence[Variant]) -> list[st
         "else equal, in percentage points [95% interval, clipped to ±100]. The test: a **paired t-test** on the "
         "per-seed differences when both ran at least two of the same seeds (only the shared seeds count), "
         "**Welch's** unequal-variance t-test otherwise. *p* is the raw two-sided p-value, *Holm p* the "
-        "Holm-adjusted one within the family of all rows of one axis and split against one reference. Effect "
+        "Holm-adjusted one within the family of all rows of one axis and split (its every level, at every "
+        "combination of the other axes). Effect "
         "size: Cohen's d (Welch, pooled sd) or d_z (paired: mean difference / sd of the differences). *reading* "
         "is the verdict rule of the claims section applied two-sided (higher / lower / tie / inconclusive / "
         "collapsed / not settled). " + STAT_NOTE)

@@ -162,9 +162,11 @@ def curves_figure(curves: Mapping[str, Mapping[str, Mapping[int, tuple[float, fl
         handles, labels = axes[0].get_legend_handles_labels()
         if not handles:
             handles, labels = axes[1].get_legend_handles_labels()
+        # Four labels a row, two when they are long (a user grid's "baseline [augment.rotation_deg=10.0, ...]").
+        ncol = min(len(labels), 4 if max(map(len, labels), default=0) <= 40 else 2) or 1
         if handles:
-            fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, frameon=False)
-        fig.tight_layout(rect=(0, 0.06 + 0.04 * ((len(labels) - 1) // 4 if handles else 0), 1, 1))
+            fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
+        fig.tight_layout(rect=(0, 0.06 + 0.04 * ((len(labels) - 1) // ncol if handles else 0), 1, 1))
         return _save(fig, path)
 
 

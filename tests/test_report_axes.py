@@ -6,6 +6,7 @@ import pytest
 from scipy import stats as st
 
 from sweep.report import build_report
+from sweep.stats import holm
 from test_report_fixtures import new_exp, row, rows, section, write_trial
 
 SEEDS = (0, 1, 2)
@@ -43,7 +44,8 @@ def _two_axis_exp(tmp_path, **meta):
                   scientific={"augment.rotation_deg": [0.0, 10.0], "augment.occlusion_p": [0.0, 0.2]})
     # rotation +5 pp without occlusion, +2 pp with it: interaction -3 pp; occlusion +2 / -1 pp
     cell = {(0.0, 0.0): 0.40, (10.0, 0.0): 0.45, (0.0, 0.2): 0.42, (10.0, 0.2): 0.44}
-    jitter = {(10.0, 0.2): {0: 0.0, 1: 0.002, 2: -0.002}}  # so the interaction has a spread
+    jitter = {(10.0, 0.2): {0: 0.0, 1: 0.002, 2: -0.002},  # so the interaction has a spread ...
+              (10.0, 0.0): {1: 0.001, 2: -0.001}, (0.0, 0.2): {1: -0.001, 2: 0.001}}  # ... and every difference
     for (rot, occ), base in cell.items():
         for s in SEEDS:
             v = base + NOISE[s] + jitter.get((rot, occ), {}).get(s, 0.0)
@@ -70,6 +72,10 @@ def test_two_axes_compare_each_axis_at_every_level_of_the_other_and_show_the_int
     occ_at_10 = val[(label(10.0, 0.2), "augment.occlusion_p")]
     assert occ_at_10[2] == label(10.0, 0.0) and occ_at_10[4].startswith("-1.00 pp")
     assert len(val) == 4  # the reference cell is nobody's variant
+    for axis in ("augment.rotation_deg", "augment.occlusion_p"):  # one Holm family per axis: its rows at both
+        fam = [r for (_, ax), r in val.items() if ax == axis]     # levels of the other axis, adjusted together
+        assert len(fam) == 2
+        assert [float(r[6]) for r in fam] == pytest.approx(holm([float(r[5]) for r in fam]), abs=2e-4)
     inter = section(report, "Interactions between axes")
     (r,) = [x for x in rows(inter, label(10.0, 0.2)) if x[2] == "val"]
     assert r[1] == "augment.rotation_deg × augment.occlusion_p" and r[3] == "paired t (3 shared seeds)"
