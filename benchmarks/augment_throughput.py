@@ -3,7 +3,8 @@ against the albumentations reference (one image at a time), same policy, same fa
 
 Batch 128 at 48x48 (FER-2013's own size), one CPU thread, the study's full policy (fer_data.AugmentConfig()) and
 each transform alone. Rounds alternate between the two so both see the same machine load; each figure is the
-best round (as timeit reports: the round least disturbed by the rest of the machine). With a GPU visible the tensor ops are also timed there (a trial augments on its device).
+best round (as timeit reports: the round least disturbed by the rest of the machine). With a GPU visible the
+tensor ops are also timed there (a trial augments on its device).
 
     python benchmarks/augment_throughput.py [--rounds 7] [--size 48] [--batch 128]
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,15 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fer_data import AugmentConfig, augment_batch, augment_images, build_augmenter  # noqa: E402
 from fer_models.perf import host_kind, set_threads  # noqa: E402
 
-SWITCHES = ("rotation_deg", "hflip_p", "scale", "brightness_contrast", "noise_std", "occlusion_p")
-
-
 def policies() -> dict[str, AugmentConfig]:
+    """The full policy, then each of its transforms alone at its default strength."""
     full = AugmentConfig()
-    out = {"full policy": full}
-    for name in SWITCHES:
-        out[name] = replace(AugmentConfig.none(), **{name: getattr(full, name)})
-    return out
+    return {"full policy": full,
+            **{name: replace(AugmentConfig.none(), **{name: value}) for name, value in asdict(full).items()}}
 
 
 def rate(fn, images: int, batches: int) -> float:

@@ -66,7 +66,7 @@ def time_model(name: str, x, y, vx, vy, norm, *, frac: float, device, size: int)
     list(batches(order[:4 * bs]))  # warm-up
     sync(device)
     t = time.perf_counter()
-    ready = [(bx.clone(), by) for bx, by in batches(order)]
+    ready = list(batches(order))  # each batch a fresh tensor
     sync(device)
     out["aug_img_s"] = n / (time.perf_counter() - t)
     for prec_name in ("auto", "fp32"):

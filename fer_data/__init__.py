@@ -14,7 +14,8 @@ from .augment import AugmentConfig, augment_batch, augment_images, build_augment
 from .balance import BALANCE_METHODS, BalanceConfig, balance
 from .classes import CLASS_NAMES, NUM_CLASSES, SPLITS, USAGE_TO_SPLIT, USAGES
 from .errors import DataError
-from .preprocess import Norm, PreprocessConfig, compute_norm, preprocess_images, standardize, to_model_input
+from .preprocess import (Norm, PreprocessConfig, compute_norm, preprocess_images, standardize, to_model_input,
+                         to_unit)
 from .sources import FerArrays, default_cache_dir, load_fer2013
 from .splits import PROTOCOLS, Splits, copy_fraction, image_digests, make_splits
 from .synthetic import make_synthetic
@@ -33,7 +34,7 @@ def load_dataset(spec, *, resize: bool = False, cache_dir: str | os.PathLike | N
 __all__ = [
     "AugmentConfig", "BALANCE_METHODS", "BalanceConfig", "CLASS_NAMES", "DataError", "FerArrays", "NUM_CLASSES",
     "Norm", "PROTOCOLS", "PreprocessConfig", "SPLITS", "SYNTHETIC", "Splits", "USAGES", "USAGE_TO_SPLIT",
-    "augment_batch", "augment_images", "balance", "build_augmenter", "compute_norm", "copy_fraction", "default_cache_dir",
-    "draw_params", "image_digests", "load_dataset", "load_fer2013", "make_splits", "make_synthetic", "preprocess_images",
-    "standardize", "to_model_input",
+    "augment_batch", "augment_images", "balance", "build_augmenter", "compute_norm", "copy_fraction",
+    "default_cache_dir", "draw_params", "image_digests", "load_dataset", "load_fer2013", "make_splits",
+    "make_synthetic", "preprocess_images", "standardize", "to_model_input", "to_unit",
 ]

@@ -9,7 +9,8 @@ standing in for glasses, hands or masks). Training split only; val/test are neve
 
 ``augment_images(x, cfg, generator)`` draws every parameter per image from ``generator`` (a seeded
 ``torch.Generator`` on the images' device), then applies the geometry (rotation, scale, flip) as one sampling
-grid + ``grid_sample`` for the whole batch, and the photometric transforms and occlusion as elementwise ops. Per image, not per batch: a torchvision v2 transform draws one parameter set per call.
+grid + ``grid_sample`` for the whole batch, and the photometric transforms and occlusion as elementwise ops.
+Per image, not per batch: a torchvision v2 transform draws one parameter set per call.
 The parameter draws do not depend on which switches are on (all are drawn every time, in a fixed order;
 only the noise field is drawn when noise is on), so two configs given the same generator differ only by the
 transforms they switch (common random numbers).

@@ -88,21 +88,26 @@ def to_model_input(batch, cfg: PreprocessConfig, norm: Norm | None = None):
 
     Returns the same kind (numpy or torch) it was given; torch tensors stay on their device.
     """
+    return standardize(to_unit(batch), cfg, norm)
+
+
+def to_unit(batch):
+    """The first step of `to_model_input`: uint8 [B, S, S] (numpy or torch) -> float32 [B, 1, S, S] in [0, 1].
+    Training batches are augmented between this and `standardize`."""
     if isinstance(batch, np.ndarray):
-        return standardize(batch.astype(np.float32)[:, None] / np.float32(255.0), cfg, norm)
+        return batch.astype(np.float32)[:, None] / np.float32(255.0)
     import torch
 
-    return standardize(batch.to(torch.float32).unsqueeze(1) / 255.0, cfg, norm)
+    return batch.to(torch.float32).unsqueeze(1) / 255.0
 
 
 def standardize(x01, cfg: PreprocessConfig, norm: Norm | None = None):
     """The last step of `to_model_input` on float [B, 1, S, S] in [0, 1] (numpy or torch): subtract the training
-    split's mean and divide by its std when `cfg.standardize`, else unchanged. Training batches are augmented
-    in [0, 1] between the two steps."""
+    split's mean and divide by its std when `cfg.standardize`, else unchanged."""
     if not cfg.standardize:
         return x01
     if norm is None:
-        raise ValueError("to_model_input: cfg.standardize=True needs the training-split Norm")
+        raise ValueError("standardize: cfg.standardize=True needs the training-split Norm")
     if isinstance(x01, np.ndarray):
         return (x01 - np.float32(norm.mean)) / np.float32(norm.std)
     return (x01 - norm.mean) / norm.std

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from fer_data import AugmentConfig, augment_images, standardize, to_model_input
+from fer_data import AugmentConfig, augment_images, standardize, to_model_input, to_unit
 
 EVAL_BATCH = 512
 
@@ -26,7 +26,8 @@ def on_device(x, y, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     return move(x, torch.uint8), move(y, torch.int64)
 
 
-def epoch_stream(seed: int, epoch: int, rank: int, n_train: int, device=None) -> tuple[torch.Tensor, torch.Generator]:
+def epoch_stream(seed: int, epoch: int, rank: int, n_train: int,
+                 device=None) -> tuple[torch.Tensor, torch.Generator]:
     """One epoch's randomness: (order of the training faces, augmentation generator), both on `device`, seeded
     from (seed, epoch, rank).
 
@@ -44,15 +45,14 @@ def epoch_stream(seed: int, epoch: int, rank: int, n_train: int, device=None) ->
     return order, generator
 
 
-def train_batches(x: torch.Tensor, y: torch.Tensor, order: torch.Tensor, *, batch_size: int, augment: AugmentConfig,
-                  generator: torch.Generator, preprocess, norm):
+def train_batches(x: torch.Tensor, y: torch.Tensor, order: torch.Tensor, *, batch_size: int,
+                  augment: AugmentConfig, generator: torch.Generator, preprocess, norm):
     """Batches of `x[order]` in order (x, y from `on_device`), augmented with `augment`'s policy drawing from
     `generator`; `preprocess` is fer_data's PreprocessConfig (`DataSection.preprocess`), `norm` the training
     split's statistics."""
     for i in range(0, len(order), batch_size):
         idx = order[i:i + batch_size]
-        x01 = x[idx].unsqueeze(1).to(torch.float32) / 255.0
-        yield standardize(augment_images(x01, augment, generator), preprocess, norm), y[idx]
+        yield standardize(augment_images(to_unit(x[idx]), augment, generator), preprocess, norm), y[idx]
 
 
 def eval_batches(x, y, preprocess, norm, batch_size: int = EVAL_BATCH):

@@ -79,18 +79,16 @@ def axis_families(exp: Experiment, variants: Sequence[Variant], split: str) -> l
     """Each variant off the reference on one axis against its partner at that axis's reference level."""
     out = []
     for axis, ref in scientific_axes(exp).items():
-        by_ref: dict[int, list[Variant]] = {}
-        refs: dict[int, Variant] = {}
+        by_ref: dict[int, tuple[Variant, list[Variant]]] = {}  # reference's id -> (reference, its variants)
         for v in variants:
             if not v.done or not _off_reference(v, axis, ref):
                 continue
             r = partner(v, {axis: ref}, variants)
             if r is not None and r.done:
-                by_ref.setdefault(id(r), []).append(v)
-                refs[id(r)] = r
+                by_ref.setdefault(id(r), (r, []))[1].append(v)
         # One Holm family per axis and split: every comparison asking whether this axis matters, at every
         # combination of the other axes (rows grouped by their reference).
-        pairs = [(v, refs[key]) for key, members in by_ref.items() for v in members]
+        pairs = [(v, r) for r, members in by_ref.values() for v in members]
         if pairs:
             out.append(AxisFamily(axis, family(pairs, split)))
     return out

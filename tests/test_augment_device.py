@@ -34,7 +34,8 @@ def gen(seed: int = 0) -> torch.Generator:
 @pytest.fixture(scope="module")
 def faces() -> torch.Tensor:
     """256 synthetic faces at 32x32 as float [B, 1, S, S] in [0, 1]."""
-    x = preprocess_images(make_synthetic(n_train=256, n_val=42, n_test=42).images[:256], PreprocessConfig(input_size=32))
+    faces48 = make_synthetic(n_train=256, n_val=42, n_test=42).images[:256]
+    x = preprocess_images(faces48, PreprocessConfig(input_size=32))
     return torch.from_numpy(x).float()[:, None] / 255
 
 
@@ -182,7 +183,8 @@ def test_batches_replay_per_seed_and_epoch_and_match_the_numpy_path():
     order = order.numpy()
     for i, (bx, by) in enumerate(plain):
         idx = order[i * 64:(i + 1) * 64]
-        assert torch.equal(bx, torch.from_numpy(to_model_input(x[idx], pre, norm))) and torch.equal(by, torch.from_numpy(y[idx]))
+        assert torch.equal(bx, torch.from_numpy(to_model_input(x[idx], pre, norm)))
+        assert torch.equal(by, torch.from_numpy(y[idx]))
     # Evaluation batches are the split in order, never augmented.
     ev = list(eval_batches(x, y, pre, norm, batch_size=128))
     assert torch.equal(torch.cat([b[0] for b in ev]), torch.from_numpy(to_model_input(x, pre, norm)))
