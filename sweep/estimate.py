@@ -49,8 +49,20 @@ def _train_rate(model_name: str, overrides: dict, input_size: int, batch_size: i
     return stats["images"] / stats["seconds"]
 
 
-def estimate_seconds(configs, prepared, resources, max_concurrent) -> str:
-    """Human-readable estimate for `configs` (TrialConfig list), or why there is none."""
+def asha_expected(epochs: int, grace: int = 1, reduction: float = 2) -> tuple[float, float]:
+    """(expected epochs per trial, fraction of trials that finish) when ASHA keeps the best 1/reduction at each
+    rung (grace * reduction**k epochs, below `epochs`), as synchronous successive halving would. Ray's async ASHA
+    lets a trial that reaches an empty or small rung go on, so with few trials the real cost lies above this."""
+    done, expected, alive, rung = 0, 0.0, 1.0, grace
+    while rung < epochs:
+        expected += alive * (rung - done)
+        done, alive, rung = rung, alive / reduction, rung * reduction
+    return expected + alive * (epochs - done), alive
+
+
+def estimate_seconds(configs, prepared, resources, max_concurrent, asha: dict | None = None) -> str:
+    """Human-readable estimate for `configs` (TrialConfig list), or why there is none. With `asha` (a search's
+    `asha:` block) the estimate counts the epochs ASHA is expected to leave (`asha_expected`)."""
     if resources.use_gpu and not torch.cuda.is_available():
         return "not measured (GPU trials; no GPU on this machine to calibrate on)"
     if configs[0].data.limit_per_split and configs[0].data.limit_per_split <= 512:
@@ -59,7 +71,7 @@ def estimate_seconds(configs, prepared, resources, max_concurrent) -> str:
 
     slots = max(1, min(max_concurrent, len(configs)))
     copies = 1 if resources.use_gpu else max(1, min(slots, (os.cpu_count() or 1) // resources.cpus_per_worker))
-    speeds, trial_s = {}, []
+    speeds, trial_s, full_s = {}, [], []
     for cfg in configs:
         key = (cfg.model.name, tuple(sorted(cfg.model.overrides.items())), cfg.data.input_size)
         if key not in speeds:
@@ -69,11 +81,27 @@ def estimate_seconds(configs, prepared, resources, max_concurrent) -> str:
         n_train = prepared[data_key(cfg.data)]["counts"]["train"]
         # + the final evaluation over train, val and test: ~1.25 x n_train forward passes at ~1/2 the cost
         # of a training step each (measured: 600 vs 290 images/s for the baseline on 2 threads)
-        trial_s.append(FIXED_TRIAL_S + (cfg.train.epochs * EVAL_FACTOR + 0.6) * n_train / speeds[key])
-    # Tune starts trials in grid order as slots free up: the wall time is the busiest slot's, which a long
-    # trial (the leaky audit: 1.75x the training faces) can dominate.
+        epochs, finishing = cfg.train.epochs, 1.0
+        if asha is not None:
+            epochs, finishing = asha_expected(cfg.train.epochs, asha.get("grace_period", 1),
+                                              asha.get("reduction_factor", 2))
+        # + the final evaluation over train, val and test: ~1.25 x n_train forward passes at ~1/2 the cost
+        # of a training step each (measured: 600 vs 290 images/s for the baseline on 2 threads); only the
+        # trials ASHA lets finish run it
+        trial_s.append(FIXED_TRIAL_S + (epochs * EVAL_FACTOR + 0.6 * finishing) * n_train / speeds[key])
+        full_s.append(FIXED_TRIAL_S + (cfg.train.epochs * EVAL_FACTOR + 0.6) * n_train / speeds[key])
+    head = (f"~{_wall(trial_s, slots) / 60:.0f} min ({sum(trial_s) / 3600:.2f} trial-hours over {slots} concurrent "
+            f"slots; from a {len(speeds)}-model calibration of the training step, {copies} at once)")
+    if asha is None:
+        return head
+    return (f"{head} if ASHA stops trials as successive halving would (its async rungs let early trials go on, so "
+            f"expect more); ~{_wall(full_s, slots) / 60:.0f} min if it stopped none")
+
+
+def _wall(trial_s: list[float], slots: int) -> float:
+    """Tune starts trials in grid order as slots free up: the wall time is the busiest slot's, which a long
+    trial (the leaky audit: 1.75x the training faces) can dominate."""
     busy = [0.0] * slots
     for seconds in trial_s:
         busy[busy.index(min(busy))] += seconds
-    return (f"~{max(busy) / 60:.0f} min ({sum(trial_s) / 3600:.2f} trial-hours over {slots} concurrent slots; "
-            f"from a {len(speeds)}-model calibration of the training step, {copies} at once)")
+    return max(busy)

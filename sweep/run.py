@@ -621,7 +621,8 @@ def print_plan(plan: Plan) -> None:
               f"space), {t.get('epochs', 1)} epoch(s) at seed {t.get('seed', 0)}, chosen on validation only "
               "(not in the estimate below)")
     configs = plan.configs if grid.search is None else plan.configs * plan.n_trials
-    est = estimate_seconds(configs, plan.prepared, resources, plan.max_concurrent)
+    est = estimate_seconds(configs, plan.prepared, resources, plan.max_concurrent,
+                           None if grid.search is None else grid.search.get("asha") or {})
     import torch
 
     from fer_models.perf import cpu_has_native_bf16, host_kind

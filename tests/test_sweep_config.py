@@ -257,3 +257,15 @@ def test_quiet_console_sends_rays_asides_to_the_log_and_keeps_everything_else(tm
     holder = {"out": QuietStream(open(tmp_path / "o.txt", "w"), "stdout")}
     holder["out"].attach(open(tmp_path / "l.txt", "a"))
     assert cloudpickle.loads(cloudpickle.dumps(holder))["out"] is sys.stdout
+
+
+def test_plan_counts_the_epochs_asha_leaves_not_every_samples_full_run():
+    from sweep.estimate import asha_expected
+
+    # 16 samples, 10 epochs, rungs at 1, 2, 4, 8 keeping half: 16 + 8 + 4x2 + 2x4 + 1x2 = 42 epochs, 1 of 16 finishes
+    epochs, finishing = asha_expected(10, grace=1, reduction=2)
+    assert 16 * epochs == pytest.approx(42) and finishing == pytest.approx(1 / 16)
+    # rungs 1, 3, 9 keeping a third: 27 + 9x2 + 3x6 + 1x1 = 64 epochs for 27 samples
+    assert 27 * asha_expected(10, grace=1, reduction=3)[0] == pytest.approx(64)
+    assert asha_expected(10, grace=2, reduction=2) == (4.25, 0.125)  # rungs 2, 4, 8
+    assert asha_expected(1, grace=1, reduction=2) == (1.0, 1.0)  # no rung below the last epoch: nothing stopped
