@@ -14,7 +14,8 @@ for, isolates the leaky protocol's effect, and lists failed, stopped and odd tri
 
 Modules, in three layers. Load: report_load (the folder into trials and variants). Analysis: report_claims
 (the study's numbers, comparisons, verdicts), report_axes (any grid's axes against their reference levels,
-interactions), report_leak (leakage audit), report_search (search sweeps), with the statistics and verdict
+interactions), report_leak (leakage audit), report_search (search sweeps), report_sensitivity (the same grid
+run at shared and at tuned nuisance settings, read side by side), with the statistics and verdict
 names in sweep.stats. Render: report_tables, report_study (the study's claims and table), report_format,
 report_figures, and this module (reproducibility, odd trials, the entry points). The output is deterministic: the same folder gives a
 byte-identical report.md and identical PNGs.
@@ -36,6 +37,7 @@ from sweep.report_leak import section_leakage
 from sweep.report_load import (LEAKY, TRIAL_FILES, Experiment, ReportError, Variant, _num, group_variants,  # noqa: F401
                                load_experiment)
 from sweep.report_search import section_search
+from sweep.report_sensitivity import SHARED_DIR, Counterpart, find_counterpart, section_sensitivity
 from sweep.report_study import is_study_ablation, section_claims, section_paper
 from sweep.report_tables import (FIGURES, _meta_get, section_figures, section_header, section_leak_figure,
                                  section_main_table, section_per_class, section_per_seed, section_tuning)
@@ -152,7 +154,7 @@ def _guarded(name: str, fn, *args) -> list[str]:
         return [f"## {name}", "", f"_This section could not be built: `{exc!r}`._", ""]
 
 
-def render_report(exp: Experiment, out_dir: Path) -> str:
+def render_report(exp: Experiment, out_dir: Path, shared: Counterpart | None = None) -> str:
     variants = group_variants(exp)  # raises ReportError on duplicate seeds
     lines: list[str] = []
     lines += _guarded("Header", section_header, exp, variants)
@@ -162,6 +164,8 @@ def render_report(exp: Experiment, out_dir: Path) -> str:
     if is_study_ablation(variants):  # keyed on the variants the claims are about, not on the grid's name
         lines += _guarded("The study's claims", section_claims, exp, variants, out_dir)
         lines += _guarded("The study's table beside ours", section_paper, exp, variants)
+    if shared is not None:
+        lines += _guarded("Sensitivity to the nuisance setting", section_sensitivity, exp, variants, shared)
     lines += _guarded("Per-seed results", section_per_seed, exp, variants)
     lines += _guarded("Leakage audit", section_leakage, exp, variants)
     if any(v.protocol == LEAKY for v in variants):
@@ -193,14 +197,18 @@ def _remove_stale_figures(fig_dir: Path) -> None:
             p.unlink()
 
 
-def build_report(exp_dir: str | Path, out: str | Path | None = None) -> Path:
+def build_report(exp_dir: str | Path, out: str | Path | None = None, shared: str | Path | None = None) -> Path:
     """Write the report for `exp_dir` to `out` (default `<exp_dir>/report.md`), figures in `figures/` beside it.
+    `shared` (default: `<exp_dir>/shared/` when it holds an experiment) is the same grid run with other nuisance
+    settings, read beside this one in a sensitivity section (sweep.report_sensitivity).
 
-    Raises ReportError when `exp_dir` is not an experiment folder (missing, no trial folders, no
-    sweep_meta.json), when a variant has duplicate seeds, or when `out` is an existing report built from
-    more trials than `exp_dir` holds now. Returns the path of the written markdown file.
+    Raises ReportError when `exp_dir` (or `shared`) is not an experiment folder (missing, no trial folders, no
+    sweep_meta.json), when a variant has duplicate seeds, when `shared` ran other scientific axes, or when `out` is
+    an existing report built from more trials than `exp_dir` holds now. Returns the path of the written markdown
+    file.
     """
     exp = load_experiment(exp_dir)
+    counterpart = find_counterpart(exp, shared)
     out_path = Path(out) if out is not None else exp.path / "report.md"
     if out_path.exists() and out_path.is_dir():
         raise ReportError(f"{out_path}: --out is a directory; give a file name such as report.md")
@@ -213,7 +221,7 @@ def build_report(exp_dir: str | Path, out: str | Path | None = None) -> Path:
     group_variants(exp)  # duplicate seeds are refused before anything is written
     out_path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_figures(out_path.parent / FIGURES)
-    out_path.write_text(render_report(exp, out_path.parent))
+    out_path.write_text(render_report(exp, out_path.parent, counterpart))
     return out_path
 
 
@@ -234,6 +242,8 @@ def export_raw(exp_dir: str | Path, dest: str | Path) -> Path:
         target = dest / f.relative_to(src)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(f, target)
+    if (src / SHARED_DIR / "sweep_meta.json").is_file():  # an exported folder's counterpart travels with it
+        export_raw(src / SHARED_DIR, dest / SHARED_DIR)
     return dest
 
 
@@ -245,14 +255,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="copy the experiment's small raw files (sweep_meta.json and every trial's params, per-epoch "
                          "results, final metrics and errors; no checkpoints or event files) into the new folder DIR "
                          "and build the report there: a folder to commit that rebuilds with `python -m sweep.report DIR`")
+    ap.add_argument("--shared", default=None, metavar="DIR",
+                    help="the same grid run with one nuisance setting for every variant (EXPERIMENT_DIR being the run "
+                         "with a `tune:` block, say): adds a section that reads every comparison and claim in both "
+                         f"runs side by side; with --export its raw files go to DIR/{SHARED_DIR}/, where rebuilds find them")
     args = ap.parse_args(argv)
     try:
         exp_dir = args.experiment_dir
         if args.export:
             if args.out:
                 raise ReportError("--export builds DIR/report.md; it cannot be combined with --out")
+            if args.shared:  # refused before anything is copied
+                find_counterpart(load_experiment(args.experiment_dir), args.shared)
             exp_dir = export_raw(args.experiment_dir, args.export)
-        path = build_report(exp_dir, args.out)
+            if args.shared:
+                export_raw(args.shared, Path(exp_dir) / SHARED_DIR)
+        path = build_report(exp_dir, args.out, None if args.export else args.shared)
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,86 @@
+"""The sensitivity section: one grid run with a shared nuisance setting and with tuned values, every
+comparison and claim read side by side; the counterpart travels with an export. Experiment folders by hand."""
+from __future__ import annotations
+
+import json
+
+from sweep.report import build_report, main
+from test_report_fixtures import new_exp, params, row, section, write_trial
+
+SEEDS = (0, 1, 2)
+JITTER = {0: 0.0, 1: 0.002, 2: -0.002}  # the differences' spread across seeds
+SCI = {"model.name": ["baseline", "no_batchnorm", "no_dropout"]}
+
+
+def _run(root, name, accs: dict, lrs: dict, **meta):
+    exp = new_exp(root, name, scientific=SCI, nuisance={"train.lr": 0.001}, **meta)
+    for model, acc in accs.items():
+        for s in SEEDS:
+            v = acc + (JITTER[s] if model != "baseline" else 0.0)
+            write_trial(exp, f"t_{model}_{s}", params(model, s, **{"train.lr": lrs[model]}), val=v, test=v)
+    return exp
+
+
+def _pair(tmp_path):
+    # shared lr: removing batch norm gains 5 pp; each variant at its own tuned lr: it loses 5 pp.
+    # Removing dropout loses 0.5 pp both ways.
+    shared = _run(tmp_path, "shared-run", {"baseline": 0.50, "no_batchnorm": 0.55, "no_dropout": 0.495},
+                  {"baseline": 0.001, "no_batchnorm": 0.001, "no_dropout": 0.001})
+    tuning = {"space": {"train.lr": {"choice": [0.0003, 0.001, 0.003]}}, "epochs": 2, "seed": 100,
+              "chosen": [{"point": {"model.name": m}, "values": {"train.lr": lr}, "val_acc": 0.5, "trials": 3,
+                          "on_edge": []} for m, lr in (("baseline", 0.003), ("no_batchnorm", 0.0003),
+                                                       ("no_dropout", 0.003))]}
+    tuned = _run(tmp_path, "tuned-run", {"baseline": 0.55, "no_batchnorm": 0.50, "no_dropout": 0.545},
+                 {"baseline": 0.003, "no_batchnorm": 0.0003, "no_dropout": 0.003}, tuning=tuning)
+    return shared, tuned
+
+
+def test_each_comparison_and_claim_is_read_in_both_runs_and_a_reversal_is_named(tmp_path):
+    shared, tuned = _pair(tmp_path)
+    report = build_report(tuned, shared=shared).read_text()
+    sec = section(report, "Sensitivity to the nuisance setting")
+    assert "this experiment (tuned)" in sec and "shared train.lr=0.001" in sec
+    # variants are grouped without their tuned lr: the same labels as the shared run's
+    bn = row(sec, "no_batchnorm")
+    assert bn[1:3] == ["val", "baseline"]
+    assert bn[3].startswith("-5.00 pp [") and bn[3].endswith(": lower")
+    assert bn[4].startswith("+5.00 pp [") and bn[4].endswith(": higher")
+    assert bn[5] == "**reverses**" and bn[6] == "model.name"
+    nd = row(sec, "no_dropout")
+    assert nd[3].endswith(": lower") and nd[4].endswith(": lower") and nd[5] == "no"
+    assert "2 of 4 readings present in both runs change; 2 reverse." in sec  # no_batchnorm on val and test
+    claim1, claim2 = row(sec, "1"), row(sec, "2")
+    assert claim1[3:6] == ["does not hold", "holds", "**reverses**"]
+    assert claim2[3:] == ["holds", "holds", "no"]
+    assert "| 3 |" not in sec  # fewer_layers ran in neither
+    # the run without a counterpart has no such section
+    assert "Sensitivity" not in build_report(shared).read_text()
+
+
+def test_export_carries_the_counterpart_and_rebuilds_from_its_own_folder(tmp_path, capsys):
+    shared, tuned = _pair(tmp_path)
+    dest = tmp_path / "committed"
+    assert main([str(tuned), "--shared", str(shared), "--export", str(dest)]) == 0
+    assert json.loads((dest / "shared" / "sweep_meta.json").read_text())["name"] == "shared-run"
+    assert (dest / "shared" / "t_no_batchnorm_2" / "final.json").is_file()
+    first = (dest / "report.md").read_text()
+    assert "`shared/` (`shared-run`, shared train.lr=0.001)" in first
+    build_report(dest)  # no --shared: found in the folder
+    assert (dest / "report.md").read_text() == first
+    again = tmp_path / "again"  # re-exporting the exported folder keeps its counterpart
+    assert main([str(dest), "--export", str(again)]) == 0
+    title = "Sensitivity to the nuisance setting"
+    assert section((again / "report.md").read_text(), title) == section(first, title)
+
+
+def test_a_counterpart_of_another_grid_is_refused_before_anything_is_written(tmp_path, capsys):
+    _, tuned = _pair(tmp_path)
+    other = new_exp(tmp_path, "bn-grid", scientific={"model.batchnorm": [True, False]})
+    write_trial(other, "t0", params("baseline", 0))
+    dest = tmp_path / "committed"
+    assert main([str(tuned), "--shared", str(other), "--export", str(dest)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and str(other) in err and "scientific axes (model.batchnorm) differ" in err
+    assert not dest.exists() and not (tuned / "report.md").exists()
+    assert main([str(tuned), "--shared", str(tmp_path / "missing")]) == 2
+    assert "missing: experiment folder does not exist" in capsys.readouterr().err
