@@ -4,6 +4,7 @@ importance over a study rebuilt from the trials, and every trial's sampled param
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +20,21 @@ from sweep.report_load import (
     space_keys,
     varying_keys,
 )
+
+
+# Tune names a trial folder `<trainable>_<trial id>_<index>_<sampled and constant params, truncated>_<date>`
+TUNE_DIR_RE = re.compile(r"^[a-z_]*?_([0-9a-f]{5,8}_\d+)_")
+
+
+def short_name(t: Trial) -> str:
+    """`62335064_2` for a Tune trial folder (its id and launch index), else the folder's own name."""
+    m = TUNE_DIR_RE.match(t.name)
+    return m.group(1) if m else t.name
+
+
+def value(x) -> str:
+    """A sampled value at 4 significant digits (optuna samples floats to 16)."""
+    return f"{x:.4g}" if isinstance(x, float) else str(x)
 
 
 def sampled_keys(exp: Experiment) -> list[str]:
@@ -162,25 +178,33 @@ def section_search(exp: Experiment, out_dir: Path | None = None) -> list[str]:
     keys = sampled_keys(exp)
     out = ["## Search", ""]
     search = search_block(exp.meta)
+    completed = [t for t in exp.trials if t.status == "completed"]
     if search:
-        out.append(f"Search settings from `sweep_meta.json`: `{json.dumps(search, default=str, sort_keys=True)}`")
+        # num_samples is left out: the grid file's default, which --num-samples may have overridden
+        shown = {k: v for k, v in search.items() if k != "num_samples"}
+        out.append(f"Search settings from `sweep_meta.json`: `{json.dumps(shown, default=str, sort_keys=True)}`; "
+                   f"{len(exp.trials)} sampled configurations, {len(completed)} trained to the last epoch "
+                   f"(the others stopped early by ASHA or unfinished).")
         out.append("")
     scored = [t for t in exp.trials if t.best_val_acc is not None]
     if scored:
         best = max(scored, key=lambda t: t.best_val_acc)
         out.append(f"Best trial by best validation accuracy (`best_val_acc`; the test split is never used to "
-                   f"select): `{best.name}`, val {pct(best.best_val_acc)}%.")
+                   f"select): `{short_name(best)}`, val {pct(best.best_val_acc)}%.")
         out.append("")
         edges = _edges(exp, best)
         out += md_table(["parameter", "value", "on the edge of its range"],
-                        [[k, best.params.get(k, "—"), "**yes**" if k in edges else "no"] for k in keys])
+                        [[k, value(best.params.get(k, "—")), "**yes**" if k in edges else "no"] for k in keys])
         out.append("")
         if edges:
             out.append(f"The best value of {', '.join(edges)} lies in the outer 10% of its range (log scale for "
                        "loguniform): a better one may lie outside it; widen the range before trusting it.")
             out.append("")
         if best.metric("test", "acc") is not None:
-            out.append(f"Test accuracy of that trial, measured once after selection: {pct(best.metric('test', 'acc'))}%.")
+            out.append(f"Test accuracy of that trial, measured once after selection: {pct(best.metric('test', 'acc'))}%. "
+                       f"Its validation accuracy is the best of {len(scored)} noisy estimates, so it flatters the "
+                       "configuration; the test figure does not, but it is one seed of one configuration. Whether the "
+                       "search found a better setting than the default is for a seeded comparison of the two to say.")
             out.append("")
     else:
         out.append("_No trial reported a validation accuracy; no best parameters._")
@@ -201,7 +225,7 @@ def section_search(exp: Experiment, out_dir: Path | None = None) -> list[str]:
     out.append("")
     rows = []
     for t in sorted(exp.trials, key=lambda t: -(t.best_val_acc if t.best_val_acc is not None else -1)):
-        rows.append([t.name] + [t.params.get(k, "—") for k in keys] + [
+        rows.append([short_name(t)] + [value(t.params.get(k, "—")) for k in keys] + [
             pct(t.best_val_acc), t.epochs_run if t.epochs_run is not None else "—",
             "yes" if t.status == "stopped" else "no", t.status])
     out += md_table(["trial"] + keys + ["best val acc (%)", "epochs run", "stopped early", "status"], rows)

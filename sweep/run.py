@@ -333,13 +333,16 @@ def record_meta(plan: Plan) -> dict:
     meta = {
         "name": plan.name, "command": plan.args.command,
         "grid": g.name, "grid_file": str(g.path), "description": g.description,
-        "profile": plan.profile, "seeds": plan.seeds, "data": plan.data_spec, "data_sha256": plan.data_sha256,
+        # a search trains every sample at the first seed, with --num-samples (or the grid's, or the profile's)
+        "profile": plan.profile, "seeds": plan.seeds if g.search is None else plan.seeds[:1],
+        "data": plan.data_spec, "data_sha256": plan.data_sha256,
         "data_audit": plan.audits,
         "resources_per_trial": {"workers": r.workers, "cpus_per_worker": r.cpus_per_worker,
                                 "gpus_per_worker": r.gpus_per_worker if r.use_gpu else 0},
         "max_concurrent": plan.max_concurrent, "scientific": g.scientific, "reference": g.reference,
         "nuisance": g.nuisance,
-        "fixed": g.fixed, "audit": g.audit, "search": g.search, "constants": plan.constants,
+        "fixed": g.fixed, "audit": g.audit, "constants": plan.constants,
+        "search": g.search if g.search is None else {**g.search, "num_samples": plan.n_trials},
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **provenance(),
     }
     if plan.args.resume:  # keep how the experiment was first started; record each resume beside it

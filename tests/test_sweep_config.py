@@ -269,3 +269,16 @@ def test_plan_counts_the_epochs_asha_leaves_not_every_samples_full_run():
     assert 27 * asha_expected(10, grace=1, reduction=3)[0] == pytest.approx(64)
     assert asha_expected(10, grace=2, reduction=2) == (4.25, 0.125)  # rungs 2, 4, 8
     assert asha_expected(1, grace=1, reduction=2) == (1.0, 1.0)  # no rung below the last epoch: nothing stopped
+
+
+def test_a_search_records_the_samples_and_the_seed_it_runs(tmp_path):
+    import json
+
+    from sweep.run import record_meta
+
+    plan = _plan("--grid", "search", "--num-samples", "5", "--profile", "settle", "--storage-path", str(tmp_path),
+                 "--name", "s")
+    record_meta(plan)
+    meta = json.loads((tmp_path / "s" / "sweep_meta.json").read_text())
+    assert meta["search"]["num_samples"] == 5 and meta["search"]["space"]  # the flag, not the grid file's 12
+    assert meta["seeds"] == [0]  # the settle profile's three seeds, but a search trains every sample at one

@@ -132,6 +132,8 @@ def test_search_grid_runs_optuna_trials_and_asha_stops_some_early(tmp_path):
     finished = [t for t in ts if t["final"] is not None]
     assert stopped and finished, "ASHA should stop at least one trial early and let one finish"
     assert all(max(r.get("epoch", 0) for r in t["rows"]) < 4 for t in stopped)
+    meta = json.loads((tmp_path / "search" / "sweep_meta.json").read_text())
+    assert meta["search"]["num_samples"] == 6 and meta["seeds"] == [0]  # as run, not the grid file's 12
 
 
 def test_nuisance_tuning_picks_each_variants_value_on_validation_then_compares_at_it(tmp_path):
