@@ -223,6 +223,14 @@ def search_space(grid: Grid) -> dict[str, Any]:
     return tune_space(grid.search["space"])
 
 
+def in_space(spec: dict, value) -> bool:
+    """Whether `value` is one of a `choice` or inside a `uniform` / `loguniform` range."""
+    kind, args = next(iter(spec.items()))
+    if kind == "choice":
+        return value in args
+    return isinstance(value, (int, float)) and args[0] <= value <= args[1]
+
+
 def on_edge(spec: dict, value) -> bool:
     """Whether a chosen value sits at the edge of its range: the first or last choice, or the outer 10% of a
     range (in log space for loguniform). A best value on the edge says the range should be widened."""

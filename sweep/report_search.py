@@ -4,6 +4,7 @@ importance over a study rebuilt from the trials, and every trial's sampled param
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -172,6 +173,32 @@ def _edges(exp: Experiment, best: Trial) -> list[str]:
             and on_edge(spec, best.params[k])]
 
 
+def _is_default(t: Trial, default: dict) -> bool:
+    return all(_num(t.params.get(k)) is not None and math.isclose(float(t.params[k]), float(v), rel_tol=1e-9)
+               if isinstance(v, (int, float)) else t.params.get(k) == v for k, v in default.items())
+
+
+def _versus_default(search: dict, scored: Sequence[Trial], best: Trial) -> list[str]:
+    """The search's first trial, the setting without the search (sweep_meta.json `search.default`), against the best."""
+    default = search.get("default")
+    if not default:
+        return []
+    setting = ", ".join(f"{k}={value(v)}" for k, v in default.items())
+    ref = next((t for t in scored if _is_default(t, default)), None)
+    if ref is None:
+        return [f"The default setting ({setting}) has no trial with a validation accuracy here.", ""]
+    test = ref.metric("test", "acc")
+    line = (f"The default setting ({setting}), tried first at the same seed and recipe: `{short_name(ref)}`, val "
+            f"{pct(ref.best_val_acc)}%" + (f", test {pct(test)}%" if test is not None else "") + ". ")
+    if ref is best:
+        line += "No sampled setting beat it on validation."
+    else:
+        line += (f"The best trial is {100 * (best.best_val_acc - ref.best_val_acc):+.2f} pp above it on validation: "
+                 "one seed each, and the best of many flatters itself, so a gain the size of the seed-to-seed spread "
+                 "is no evidence; a seeded comparison of the two settings decides.")
+    return [line, ""]
+
+
 def section_search(exp: Experiment, out_dir: Path | None = None) -> list[str]:
     if not is_search(exp):
         return []
@@ -206,6 +233,7 @@ def section_search(exp: Experiment, out_dir: Path | None = None) -> list[str]:
                        "configuration; the test figure does not, but it is one seed of one configuration. Whether the "
                        "search found a better setting than the default is for a seeded comparison of the two to say.")
             out.append("")
+        out += _versus_default(search or {}, scored, best)
     else:
         out.append("_No trial reported a validation accuracy; no best parameters._")
         out.append("")

@@ -226,6 +226,29 @@ class Plan:
     data_sha256: str | None = None
 
     @property
+    def search_default(self) -> dict | None:
+        """A search's sampled keys at their values without the search (the trial config's, which for a model key
+        is the model's own config unless the grid sets it), when each lies in its range. The search tries it
+        first, so its report can say whether the search beat the default: same seed, same recipe."""
+        if self.grid.search is None:
+            return None
+        from fer_models import get_config
+
+        from sweep.grid import in_space
+
+        cfg, out = self.configs[0], {}
+        for key, spec in self.grid.search["space"].items():
+            section, _, attr = key.partition(".")
+            if section == "model":
+                v = cfg.model.overrides.get(attr, getattr(get_config(cfg.model.name), attr, None))
+            else:
+                v = getattr(getattr(cfg, section, None), attr, None)
+            if v is None or not in_space(spec, v):
+                return None
+            out[key] = v
+        return out
+
+    @property
     def storage(self) -> str:
         return _storage_root(self.args.storage_path)
 
@@ -342,7 +365,8 @@ def record_meta(plan: Plan) -> dict:
         "max_concurrent": plan.max_concurrent, "scientific": g.scientific, "reference": g.reference,
         "nuisance": g.nuisance,
         "fixed": g.fixed, "audit": g.audit, "constants": plan.constants,
-        "search": g.search if g.search is None else {**g.search, "num_samples": plan.n_trials},
+        "search": g.search if g.search is None else {**g.search, "num_samples": plan.n_trials,
+                                                     "default": plan.search_default},
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **provenance(),
     }
     if plan.args.resume:  # keep how the experiment was first started; record each resume beside it
@@ -527,7 +551,8 @@ def _fit(plan: Plan):
             param_space={**plan.constants, "seed": plan.seeds[0], **search_space(grid)},
             tune_config=tune.TuneConfig(
                 metric=grid.search.get("metric", "val/acc"), mode=grid.search.get("mode", "max"),
-                search_alg=OptunaSearch(sampler=optuna.samplers.TPESampler(seed=plan.seeds[0])),
+                search_alg=OptunaSearch(sampler=optuna.samplers.TPESampler(seed=plan.seeds[0]),
+                                        points_to_evaluate=[plan.search_default] if plan.search_default else None),
                 # time in epochs before the last (see trial.ASHA_TIME): rungs never cut off a final evaluation
                 scheduler=ASHAScheduler(time_attr=ASHA_TIME, max_t=max(epochs, asha.get("grace_period", 1) + 1),
                                         grace_period=asha.get("grace_period", 1),

@@ -545,6 +545,18 @@ def test_a_best_value_on_the_edge_of_the_search_range_is_flagged(search_exp: Pat
     assert "widen the range" in sect
 
 
+def test_search_report_sets_the_best_trial_against_the_default_setting_tried_first(search_exp: Path):
+    meta = json.loads((search_exp / "sweep_meta.json").read_text())
+    meta["search"]["default"] = {"model.l2": 3e-4, "model.dropout": 0.4}  # trial_00003: val 61%, test 59%
+    (search_exp / "sweep_meta.json").write_text(json.dumps(meta))
+    sect = section(build_report(search_exp).read_text(), "Search")
+    assert "The default setting (model.l2=0.0003, model.dropout=0.4), tried first" in sect
+    assert "`trial_00003`, val 61.00%, test 59.00%" in sect and "+1.00 pp above it on validation" in sect
+    meta["search"]["default"] = {"model.l2": 1e-4, "model.dropout": 0.2}  # the best trial itself
+    (search_exp / "sweep_meta.json").write_text(json.dumps(meta))
+    assert "No sampled setting beat it" in section(build_report(search_exp).read_text(), "Search")
+
+
 def test_param_importance_needs_two_varying_trials(search_exp: Path):
     exp = load_experiment(search_exp)
     assert sampled_keys(exp) == ["model.dropout", "model.l2"]
