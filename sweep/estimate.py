@@ -79,8 +79,6 @@ def estimate_seconds(configs, prepared, resources, max_concurrent, asha: dict | 
                                             batch_size=cfg.train.batch_size, threads=resources.cpus_per_worker,
                                             copies=copies) * resources.workers
         n_train = prepared[data_key(cfg.data)]["counts"]["train"]
-        # + the final evaluation over train, val and test: ~1.25 x n_train forward passes at ~1/2 the cost
-        # of a training step each (measured: 600 vs 290 images/s for the baseline on 2 threads)
         epochs, finishing = cfg.train.epochs, 1.0
         if asha is not None:
             epochs, finishing = asha_expected(cfg.train.epochs, asha.get("grace_period", 1),
