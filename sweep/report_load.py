@@ -420,12 +420,18 @@ def varying_keys(trials: Sequence[Trial]) -> list[str]:
     return [k for k in keys if len({_hashable(t.params.get(k)) for t in with_params}) > 1]
 
 
+def tuned_keys(meta: dict) -> list[str]:
+    """The nuisance keys a grid's `tune:` block tuned per scientific point (sweep_meta.json `tuning.space`)."""
+    t = meta.get("tuning")
+    return list(t.get("space") or {}) if isinstance(t, dict) else []
+
+
 def variant_axes(exp: Experiment) -> list[str]:
     """Keys that define a variant: model.name, data.protocol, then every other varying non-seed key.
 
     In a search sweep the sampled parameters are not variant axes (each trial samples new values).
     """
-    tuned = set(((exp.meta.get("tuning") or {}).get("space") or {}))  # a variant's own tuned nuisance values
+    tuned = set(tuned_keys(exp.meta))  # a variant's own tuned nuisance values
     varying = [k for k in varying_keys(exp.trials) if not is_seed_key(k) and k not in tuned]
     others = [k for k in varying if k not in ("model.name", "data.protocol")]
     if is_search(exp):

@@ -17,7 +17,7 @@ from sweep import stats
 from sweep.report_axes import axis_families, scientific_axes
 from sweep.report_claims import evaluate_claims, reading
 from sweep.report_format import fmt_interval, md_table
-from sweep.report_load import Experiment, ReportError, Variant, group_variants, load_experiment
+from sweep.report_load import Experiment, ReportError, Variant, group_variants, load_experiment, tuned_keys
 from sweep.report_study import is_study_ablation
 
 SHARED_DIR = "shared"  # where an exported experiment keeps its shared-setting counterpart
@@ -48,11 +48,6 @@ def find_counterpart(exp: Experiment, given: str | Path | None = None) -> Counte
         raise ReportError(f"--shared {path}: its scientific axes ({', '.join(theirs)}) differ from {exp.path.name}'s "
                           f"({', '.join(mine)}); the sensitivity reads the same grid run two ways")
     return Counterpart(other, group_variants(other), where)
-
-
-def tuned_keys(meta: dict) -> list[str]:
-    t = meta.get("tuning")
-    return list(t.get("space") or {}) if isinstance(t, dict) else []
 
 
 def setting(exp: Experiment, keys: Sequence[str]) -> str:
