@@ -133,7 +133,7 @@ def test_search_grid_runs_optuna_trials_and_asha_stops_some_early(tmp_path):
     assert stopped and finished, "ASHA should stop at least one trial early and let one finish"
     assert all(max(r.get("epoch", 0) for r in t["rows"]) < 4 for t in stopped)
     meta = json.loads((tmp_path / "search" / "sweep_meta.json").read_text())
-    assert meta["search"]["num_samples"] == 6 and meta["seeds"] == [0]  # as run, not the grid file's 12
+    assert meta["search"]["num_samples"] == 6 and meta["seeds"] == [0]  # as run, not the grid file's 16
     # the optimized CNN's own setting is one of the samples (Optuna tries it first)
     assert [(t["config"]["model.l2"], t["config"]["model.dropout"]) for t in ts].count((1e-4, 0.5)) == 1
 
