@@ -284,5 +284,5 @@ def test_a_search_records_the_samples_and_the_seed_it_runs(tmp_path):
     assert meta["seeds"] == [0]  # the settle profile's three seeds, but a search trains every sample at one
     # the first sample is the optimized CNN's own setting (sweep/grids/search.yaml leaves both keys to the model)
     assert meta["search"]["default"] == {"model.l2": 1e-4, "model.dropout": 0.5}
-    plan = _plan("--grid", "search", "--set", "model.dropout=0.05", "--storage-path", str(tmp_path))
-    assert plan.search_default is None  # outside the range 0.1..0.7: nothing to start from
+    plan = _plan("--grid", "search", "--set", "model.dropout=0.75", "--storage-path", str(tmp_path))
+    assert plan.search_default is None  # outside the range 0..0.7: nothing to start from
