@@ -449,6 +449,7 @@ class Budget:
     improving: bool  # stats.still_improving on the mean val curve
     not_settled: bool
     reason: str
+    flat_from: int | None = None  # stats.flat_from on the mean val curve: the plateau epoch
 
 
 @dataclass
@@ -517,7 +518,7 @@ class Variant:
         # Only the curve decides. A best epoch at the last epoch alone does not: under a schedule that anneals
         # the learning rate to 0 the last epoch is usually the best by a hair even when the curve is flat.
         reason = f"mean val acc rose {gain:+.2f} pp over the last {stats.IMPROVING_WINDOW} epochs" if improving else ""
-        return Budget(len(pairs), at_last, gain, improving, improving, reason)
+        return Budget(len(pairs), at_last, gain, improving, improving, reason, stats.flat_from(curve))
 
 
 def check_duplicate_seeds(variants: Sequence[Variant]) -> None:

@@ -115,7 +115,9 @@ def section_header(exp: Experiment, variants: Sequence[Variant]) -> list[str]:
                "on a flat curve, so the column only informs). Claims involving a not-settled variant get "
                f"the verdict \"{stats.NOT_SETTLED}\". **collapsed**: seeds whose test predictions collapsed "
                f"(macro recall within {100 * stats.COLLAPSE_RECALL_MARGIN:g} pp of 1/7, or ≥ "
-               f"{100 * stats.COLLAPSE_SHARE:g}% of predictions in one class).")
+               f"{100 * stats.COLLAPSE_SHARE:g}% of predictions in one class). **flat from epoch**: the first "
+               "epoch from which the mean validation curve is never still improving again (`sweep.stats.flat_from`), "
+               "under this run's schedule: a cosine decay over fewer epochs would flatten sooner.")
     out.append("")
     rows = []
     for v in variants:
@@ -123,13 +125,14 @@ def section_header(exp: Experiment, variants: Sequence[Variant]) -> list[str]:
         bests = ", ".join(f"{t.best_epoch if t.best_epoch is not None else '?'}/"
                           f"{t.epochs_run if t.epochs_run is not None else '?'}" for t in v.done) or "—"
         if not v.done:
-            rows.append([v.label, 0, "—", "—", "—", "—", "—"])
+            rows.append([v.label, 0, "—", "—", "—", "—", "—", "—"])
             continue
         rows.append([v.label, len(v.done), bests, "—" if b.gain_pp is None else f"{b.gain_pp:+.2f}",
+                     "—" if b.flat_from is None else b.flat_from,
                      "yes" if b.improving else "no", "yes" if b.not_settled else "no",
                      ", ".join(f"seed {t.seed}" for t, _ in v.collapsed()) or "none"])
     out += md_table(["variant", "seeds", "best epoch / epochs per seed", "val gain, last 2 epochs (pp)",
-                     "still improving", "not settled", "collapsed"], rows)
+                     "flat from epoch", "still improving", "not settled", "collapsed"], rows)
     out.append("")
     return out
 

@@ -271,6 +271,21 @@ def still_improving(curve: Sequence[float], window: int = IMPROVING_WINDOW,
     return 100.0 * (xs[-1] - before) > threshold_pp + 1e-9  # 0.51 - 0.50 must count as exactly 1 pp
 
 
+def flat_from(curve: Sequence[float], window: int = IMPROVING_WINDOW,
+              threshold_pp: float = IMPROVING_THRESHOLD_PP) -> int | None:
+    """The first epoch (1-based) from which the curve stays flat: `still_improving` is False for the curve up
+    to that epoch and up to every later one. None while the whole curve is still improving at its end, or
+    for an empty curve. Missing or non-finite values are skipped, as in `still_improving`.
+
+    The plateau figure of a budget: a curve flat from epoch 7 of 10 had its accuracy by epoch 7 (under this
+    run's schedule; a shorter run anneals its learning rate sooner)."""
+    xs = [float(x) for x in curve if x is not None and math.isfinite(float(x))]
+    if not xs:
+        return None
+    last_rise = max((e for e in range(1, len(xs) + 1) if still_improving(xs[:e], window, threshold_pp)), default=0)
+    return None if last_rise == len(xs) else last_rise + 1
+
+
 def is_collapsed(confusion: Sequence[Sequence[float]] | None = None, macro_recall: float | None = None,
                  n_classes: int | None = None) -> tuple[bool, str]:
     """Whether one split's predictions collapsed to (nearly) one class, with the reason.

@@ -139,6 +139,17 @@ def test_still_improving():
     assert stats.still_improving([0.2, 0.3, 0.4], window=1, threshold_pp=5.0)
 
 
+def test_flat_from_is_the_epoch_after_the_last_rise():
+    # epoch 5 rose 5.5 pp over epochs 3-5; from epoch 6 on every two-epoch gain is <= 1 pp (exactly 1 counts flat)
+    assert stats.flat_from([0.30, 0.40, 0.45, 0.50, 0.505, 0.51, 0.51]) == 6
+    assert stats.flat_from([0.30, 0.40, 0.50]) is None  # still rising at its last epoch
+    assert stats.flat_from([0.50, 0.505, 0.50]) == 1  # never rose more than 1 pp
+    # a late rise resets it: flat at epochs 4-5, then +3 and +2 pp at epochs 6 and 7
+    assert stats.flat_from([0.30, 0.50, 0.50, 0.50, 0.51, 0.53, 0.53, 0.53]) == 8
+    assert stats.flat_from([0.30, None, 0.50, float("nan"), 0.50, 0.50]) == 4  # gaps skipped: 0.3, 0.5, 0.5, 0.5
+    assert stats.flat_from([]) is None
+
+
 def test_collapse_rule():
     happy = [[0, 0, 0, n, 0, 0, 0] for n in (491, 55, 528, 879, 594, 416, 626)]
     hit, why = stats.is_collapsed(happy, 1 / 7)
