@@ -541,8 +541,9 @@ def _fit(plan: Plan):
         )
     else:
         import optuna
-        from ray.tune.schedulers import ASHAScheduler
         from ray.tune.search.optuna import OptunaSearch
+
+        from sweep.schedulers import DefaultKeepingASHA
 
         epochs = plan.configs[0].train.epochs
         asha = grid.search.get("asha") or {}
@@ -554,9 +555,11 @@ def _fit(plan: Plan):
                 search_alg=OptunaSearch(sampler=optuna.samplers.TPESampler(seed=plan.seeds[0]),
                                         points_to_evaluate=[plan.search_default] if plan.search_default else None),
                 # time in epochs before the last (see trial.ASHA_TIME): rungs never cut off a final evaluation
-                scheduler=ASHAScheduler(time_attr=ASHA_TIME, max_t=max(epochs, asha.get("grace_period", 1) + 1),
-                                        grace_period=asha.get("grace_period", 1),
-                                        reduction_factor=asha.get("reduction_factor", 2)),
+                # the model's own setting, the report's reference, is never stopped early (sweep.schedulers)
+                scheduler=DefaultKeepingASHA(default=plan.search_default, time_attr=ASHA_TIME,
+                                             max_t=max(epochs, asha.get("grace_period", 1) + 1),
+                                             grace_period=asha.get("grace_period", 1),
+                                             reduction_factor=asha.get("reduction_factor", 2)),
                 num_samples=plan.n_trials, max_concurrent_trials=max_concurrent,
             ),
             run_config=run_config,

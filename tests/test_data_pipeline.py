@@ -79,6 +79,24 @@ def test_balancing_never_touches_val_and_test(ray_local):
         assert data.counts["val"] == np.bincount(splits.val_y, minlength=7).tolist()
 
 
+def test_many_block_splits_keep_their_order_in_every_sweep(ray_local):
+    """A trial's seed picks faces by index, so every prepare must hand trials the faces in input order: a split of
+    several Ray Data blocks (4,096 rows each) used to come back in block-completion order in some runs (so this
+    test could pass by luck before the fix, never fail after it)."""
+    import ray
+
+    from sweep.trial import share_arrays
+
+    syn = make_synthetic(n_train=20000, n_val=100, n_test=100, seed=1)
+    splits = make_splits(syn)
+    pp = PreprocessConfig(input_size=32)
+    for _sweep in range(3):
+        refs = share_arrays(prepare(syn, DataConfig(preprocess=pp)).datasets)
+        x, y = ray.get(refs["train"])
+        np.testing.assert_array_equal(y, splits.train_y)
+        np.testing.assert_array_equal(x, preprocess_images(splits.train_x, pp))
+
+
 def test_leaky_protocol_and_limit_through_prepare(ray_local):
     data = prepare("synthetic", DataConfig(protocol="leaky-oversample-before-split", limit_per_split=120,
                                            preprocess=PreprocessConfig(input_size=32, standardize=True)))
