@@ -1,5 +1,6 @@
 """Grids, profiles and the flat-to-typed trial config: no Ray needed."""
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -7,6 +8,8 @@ from sweep.config import ConfigError, TrialConfig, flatten_params
 from sweep.grid import GridError, builtin_grids, load_grid
 from sweep.profiles import PROFILES
 from sweep.run import UsageError, build_parser, check_flags, main, make_plan, parse_sets, resolve_seeds, with_models
+
+REPO_GRIDS = Path(__file__).resolve().parents[1] / "sweep" / "grids"
 
 
 def test_builtin_grids_load_and_name_the_study_variants():
@@ -286,3 +289,16 @@ def test_a_search_records_the_samples_and_the_seed_it_runs(tmp_path):
     assert meta["search"]["default"] == {"model.l2": 1e-4, "model.dropout": 0.5}
     plan = _plan("--grid", "search", "--set", "model.dropout=0.75", "--storage-path", str(tmp_path))
     assert plan.search_default is None  # outside the range 0..0.7: nothing to start from
+
+
+@pytest.mark.parametrize("path", sorted((REPO_GRIDS / "examples").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_example_grid_plans(path, tmp_path):
+    """The example grids the README points users at resolve to trial configs (keys and values checked)."""
+    grid = load_grid(str(path))
+    plan = _plan("--grid", str(path), "--profile", "smoke", "--seeds", "2", "--storage-path", str(tmp_path))
+    n_points = 1
+    for values in grid.scientific.values():
+        n_points *= len(values)
+    assert len(plan.configs) == n_points * 2 + len(grid.audit or [])
+    for key, value in grid.fixed.items():
+        assert {flatten_params(c.to_flat())[key] for c in plan.configs} == {value}
