@@ -24,4 +24,4 @@ def test_committed_report_rebuilds_byte_identically(committed: Path, tmp_path: P
 
 
 def test_every_committed_report_is_found():
-    assert {p.name for p in REPORTS} >= {"components-flat-fer2013", "optimized-flat-fer2013"}
+    assert {p.name for p in REPORTS} >= {"ablation-flat-fer2013", "components-flat-fer2013", "optimized-flat-fer2013"}
