@@ -190,7 +190,11 @@ def _versus_default(search: dict, scored: Sequence[Trial], best: Trial) -> list[
     test = ref.metric("test", "acc")
     line = (f"The default setting ({setting}), tried first at the same seed and recipe: `{short_name(ref)}`, val "
             f"{pct(ref.best_val_acc)}%" + (f", test {pct(test)}%" if test is not None else "") + ". ")
-    if ref is best:
+    if ref.status != "completed":
+        # a run before sweep.schedulers.DefaultKeepingASHA, or one cut short: a truncated score is no reference
+        line += (f"It was {ref.status} after {ref.epochs_run or 0} epoch(s), so it is no reference at this budget: "
+                 "set the best against the default in a seeded comparison of the two settings.")
+    elif ref is best:
         line += "No sampled setting beat it on validation."
     else:
         line += (f"The best trial is {100 * (best.best_val_acc - ref.best_val_acc):+.2f} pp above it on validation: "

@@ -557,6 +557,11 @@ def test_search_report_sets_the_best_trial_against_the_default_setting_tried_fir
     meta["search"]["default"] = {"model.l2": 1e-4, "model.dropout": 0.2}  # the best trial itself
     (search_exp / "sweep_meta.json").write_text(json.dumps(meta))
     assert "No sampled setting beat it" in section(build_report(search_exp).read_text(), "Search")
+    meta["search"]["default"] = {"model.l2": 1e-2, "model.dropout": 0.3}  # trial_00002, stopped after 1 epoch
+    (search_exp / "sweep_meta.json").write_text(json.dumps(meta))
+    sect = section(build_report(search_exp).read_text(), "Search")
+    assert "It was stopped after 1 epoch(s), so it is no reference at this budget" in sect
+    assert "pp above it" not in sect  # no gain claimed over a truncated score
 
 
 def test_param_importance_needs_two_varying_trials(search_exp: Path):
