@@ -45,10 +45,11 @@ PROFILES = {
         # epochs the study's full augmentation policy costs ~8 pp of validation accuracy after epoch 1 and
         # ~25% more time per CPU epoch than a horizontal flip alone, so a short budget trains with the flip.
         # 32x32 costs ~0.64x of 40x40 per epoch. Ten epochs because five left the curves rising 1.1-2.2 pp over
-        # their last two (a 5-epoch run of the whole ablation, removed: see the history) and ten flattened them to +0.3-0.8
-        # (reports/components-flat-fer2013); three paired seeds gave intervals of +-1.0 to +-3.1 pp there, four
-        # gave +-1.2 to +-2.8 for the claims' differences, and the whole ablation (5 CNNs x 4 seeds + the 2 audit
-        # trials) took 50 min on a 2-core avx512_bf16 host (reports/ablation-flat-fer2013; ~4x that in fp32 on AVX2).
+        # their last two (a 5-epoch run of the whole ablation, removed: see the history) and ten flattened them
+        # to +0.3-0.8 (reports/components-flat-fer2013). Three paired seeds gave intervals of +-1.0 to +-3.1 pp
+        # there; four gave +-1.2 to +-2.8 for the claims' differences, and the whole ablation (5 CNNs x 4 seeds +
+        # the 2 audit trials) took 50 min on a 2-core avx512_bf16 host (reports/ablation-flat-fer2013; ~4x that in
+        # fp32 on AVX2).
         {"data.input_size": 32, "train.epochs": 10, **FLIP_ONLY},
         seeds=4,
     ),
