@@ -547,16 +547,17 @@ def _fit(plan: Plan):
 
         epochs = plan.configs[0].train.epochs
         asha = grid.search.get("asha") or {}
+        default = plan.search_default  # a property that resolves the model's config: once here
         tuner = tune.Tuner(
             trainable,
             param_space={**plan.constants, "seed": plan.seeds[0], **search_space(grid)},
             tune_config=tune.TuneConfig(
                 metric=grid.search.get("metric", "val/acc"), mode=grid.search.get("mode", "max"),
                 search_alg=OptunaSearch(sampler=optuna.samplers.TPESampler(seed=plan.seeds[0]),
-                                        points_to_evaluate=[plan.search_default] if plan.search_default else None),
+                                        points_to_evaluate=[default] if default else None),
                 # time in epochs before the last (see trial.ASHA_TIME): rungs never cut off a final evaluation
                 # the model's own setting, the report's reference, is never stopped early (sweep.schedulers)
-                scheduler=DefaultKeepingASHA(default=plan.search_default, time_attr=ASHA_TIME,
+                scheduler=DefaultKeepingASHA(default=default, time_attr=ASHA_TIME,
                                              max_t=max(epochs, asha.get("grace_period", 1) + 1),
                                              grace_period=asha.get("grace_period", 1),
                                              reduction_factor=asha.get("reduction_factor", 2)),

@@ -256,6 +256,11 @@ def statistical_verdict(d: Difference, claimed_sign: int, p_adj: float | None = 
     return INCONCLUSIVE
 
 
+def _finite_curve(curve: Sequence[float]) -> list[float]:
+    """A per-epoch curve without its missing or non-finite values, in order."""
+    return [float(x) for x in curve if x is not None and math.isfinite(float(x))]
+
+
 def still_improving(curve: Sequence[float], window: int = IMPROVING_WINDOW,
                     threshold_pp: float = IMPROVING_THRESHOLD_PP) -> bool:
     """True when a per-epoch accuracy curve (fractions, one value per epoch in order) rose by more than
@@ -264,7 +269,7 @@ def still_improving(curve: Sequence[float], window: int = IMPROVING_WINDOW,
     A curve shorter than window + 1 epochs is compared with its first value; a single value (or none)
     gives False, since there is no rise to measure. Missing or non-finite values are skipped.
     """
-    xs = [float(x) for x in curve if x is not None and math.isfinite(float(x))]
+    xs = _finite_curve(curve)
     if len(xs) < 2:
         return False
     before = xs[max(0, len(xs) - 1 - window)]
@@ -279,7 +284,7 @@ def flat_from(curve: Sequence[float], window: int = IMPROVING_WINDOW,
 
     The plateau figure of a budget: a curve flat from epoch 7 of 10 had its accuracy by epoch 7 (under this
     run's schedule; a shorter run anneals its learning rate sooner)."""
-    xs = [float(x) for x in curve if x is not None and math.isfinite(float(x))]
+    xs = _finite_curve(curve)
     if not xs:
         return None
     last_rise = max((e for e in range(1, len(xs) + 1) if still_improving(xs[:e], window, threshold_pp)), default=0)

@@ -1,4 +1,5 @@
 """Grids, profiles and the flat-to-typed trial config: no Ray needed."""
+import math
 import sys
 from pathlib import Path
 
@@ -296,9 +297,7 @@ def test_every_example_grid_plans(path, tmp_path):
     """The example grids the README points users at resolve to trial configs (keys and values checked)."""
     grid = load_grid(str(path))
     plan = _plan("--grid", str(path), "--profile", "smoke", "--seeds", "2", "--storage-path", str(tmp_path))
-    n_points = 1
-    for values in grid.scientific.values():
-        n_points *= len(values)
+    n_points = math.prod(len(values) for values in grid.scientific.values())
     assert len(plan.configs) == n_points * 2 + len(grid.audit or [])
     for key, value in grid.fixed.items():
         assert {flatten_params(c.to_flat())[key] for c in plan.configs} == {value}
