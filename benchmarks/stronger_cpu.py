@@ -1,7 +1,7 @@
 """Accuracy against wall time: the stronger CPU model beside the study's baseline, on the real FER-2013.
 
 Both models train through the sweep trial's own loop (`sweep.loop.train_trial`: per-epoch checkpoints, the
-best-validation weights evaluated once on test; no Ray) with one recipe, one after the other, each with every
+best-validation weights evaluated once on test; no Ray) with one recipe, one after the other (the stronger one first, so its first epoch shows whether --epochs fits), each with every
 core (`--threads`). A schedule needs its length up front, so `--epochs` is fixed per run: pick it from the
 first epoch's time so that a model fits the budget (`--minutes` only marks the line in the table).
 
@@ -101,8 +101,9 @@ def main() -> None:
     print(f"host: {host()}, {threads} torch thread(s); {args.epochs} epochs at {args.input_size}x{args.input_size}"
           + (f"; LIMITED to {args.limit} faces per split: not a result" if args.limit else ""), flush=True)
     data, _ = prepare(args.data, args.input_size, args.limit)
-    ref = run(args.baseline, data, args.epochs, args.input_size, args.minutes)
+    # The stronger model first: its first epoch's time shows at once whether --epochs fits the budget.
     strong = run(args.model, data, args.epochs, args.input_size, args.minutes)
+    ref = run(args.baseline, data, args.epochs, args.input_size, args.minutes)
     print(f"{args.model} test accuracy / {args.baseline} test accuracy, {args.epochs} epochs each "
           f"({strong['minutes']:.0f} vs {ref['minutes']:.0f} min): {strong['test'] / ref['test']:.2f}x")
 
