@@ -1,9 +1,10 @@
 """Accuracy against wall time: the stronger CPU model beside the study's baseline, on the real FER-2013.
 
 Both models train through the sweep trial's own loop (`sweep.loop.train_trial`: per-epoch checkpoints, the
-best-validation weights evaluated once on test; no Ray) with one recipe, one after the other (the stronger one first, so its first epoch shows whether --epochs fits), each with every
-core (`--threads`). A schedule needs its length up front, so `--epochs` is fixed per run: pick it from the
-first epoch's time so that a model fits the budget (`--minutes` only marks the line in the table).
+best-validation weights evaluated once on test; no Ray) with one recipe, one after the other (the stronger one
+first, so that its first epoch shows whether `--epochs` fits), each with every core (`--threads`). A schedule
+needs its length up front, so `--epochs` is fixed per run: pick it from the first epoch's time so that a model
+fits the budget (`--minutes` only marks the line in the table).
 
 Printed per epoch: minutes since that model started, train and validation accuracy; then each model's test
 accuracy (PrivateTest, the weights chosen on PublicTest) and its wall time. The last line: the stronger
