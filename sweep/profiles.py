@@ -3,8 +3,9 @@
 A profile sets budget defaults below the grid file and the command-line flags (flags win, then the
 grid, then the profile). It never changes what runs: the grid file (and `--models`) says which
 variants there are. A model stronger than the study's joins a grid with `--models +vgg_fer` (the full
-VGG, meant for GPUs) or `--models +vgg_fer_small` (the same shape at 3/8 width: on a 2-core CPU one
-vgg_fer epoch costs ~30 min, about the five study CNNs' together; vgg_fer_small's ~5).
+VGG) or `--models +vgg_fer_small` (the same shape at 3/8 width). A 48x48 vgg_fer epoch costs ~30 min on one
+AVX2 core in fp32 (vgg_fer_small ~5) and ~2 min on two avx512_bf16 cores in bf16, where 28 epochs reach 69%
+PrivateTest (benchmarks/stronger_cpu.py).
 """
 from __future__ import annotations
 
