@@ -122,15 +122,15 @@ def prepare(data_spec, cfg: DataConfig = DataConfig(), *, cache_dir: str | os.Pa
     bx, by, weights = balance(splits.train_x, splits.train_y, cfg.balance, cfg.seed)
     fn = _Preprocess(cfg.preprocess, str(trace_dir) if trace_dir else None)
 
-    # Keep the materialised blocks on the driver's node (preferably; soft, for a head without CPUs):
-    # blocks on a worker node are lost with that node, and rebuilding them from lineage needs a CPU
-    # that the trials' Train workers hold, so a node loss could deadlock the sweep.
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+    # Keep the materialised blocks on the driver's node (preferably; any other node as the fallback, for a
+    # head without CPUs): blocks on a worker node are lost with that node, and rebuilding them from lineage
+    # needs a CPU that the trials' Train workers hold, so a node loss could deadlock the sweep. Label
+    # selectors, not a NodeAffinitySchedulingStrategy: Ray 2.60 deprecates map_batches' **ray_remote_args.
+    node = ray.get_runtime_context().get_node_id()
+    here = {"label_selector": {"ray.io/node-id": node}, "fallback_strategy": [{"label_selector": {}}]}
 
     def run(x, y):
-        return _to_dataset(x, y).map_batches(fn, batch_format="numpy", scheduling_strategy=here).materialize()
+        return _to_dataset(x, y).map_batches(fn, batch_format="numpy", **here).materialize()
 
     # Rows must come out in the order they went in: a trial's seed picks faces by index, so an order set by
     # whichever block finished first (Ray Data's default) gave the same seed other batches in every sweep (and

@@ -97,6 +97,19 @@ def test_many_block_splits_keep_their_order_in_every_sweep(ray_local):
         np.testing.assert_array_equal(x, preprocess_images(splits.train_x, pp))
 
 
+def test_prepare_passes_ray_data_no_deprecated_arguments(ray_local):
+    """Ray 2.60 warns that map_batches' **ray_remote_args (how the driver-node preference used to be passed) go
+    away in 2.64; prepare states the preference with label selectors instead."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = prepare(make_synthetic(n_train=140, n_val=42, n_test=42, seed=3), DataConfig())
+    assert data.datasets["val"].count() == 42
+    deprecated = [str(w.message) for w in caught if "ray_remote_args" in str(w.message)]
+    assert not deprecated, deprecated
+
+
 def test_leaky_protocol_and_limit_through_prepare(ray_local):
     data = prepare("synthetic", DataConfig(protocol="leaky-oversample-before-split", limit_per_split=120,
                                            preprocess=PreprocessConfig(input_size=32, standardize=True)))
