@@ -285,7 +285,7 @@ def test_a_search_records_the_samples_and_the_seed_it_runs(tmp_path):
     record_meta(plan)
     meta = json.loads((tmp_path / "s" / "sweep_meta.json").read_text())
     assert meta["search"]["num_samples"] == 5 and meta["search"]["space"]  # the flag, not the grid file's 16
-    assert meta["seeds"] == [0]  # the settle profile's four seeds, but a search trains every sample at one
+    assert meta["seeds"] == [0]  # the settle profile's five seeds, but a search trains every sample at one
     # the first sample is the optimized CNN's own setting (sweep/grids/search.yaml leaves both keys to the model)
     assert meta["search"]["default"] == {"model.l2": 1e-4, "model.dropout": 0.5}
     plan = _plan("--grid", "search", "--set", "model.dropout=0.75", "--storage-path", str(tmp_path))
