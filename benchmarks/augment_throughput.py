@@ -4,7 +4,9 @@ against the albumentations reference (one image at a time), same policy, same fa
 Batch 128 at 48x48 (FER-2013's own size), one CPU thread, the study's full policy (fer_data.AugmentConfig()) and
 each transform alone. Rounds alternate between the two so both see the same machine load; each figure is the
 best round (as timeit reports: the round least disturbed by the rest of the machine). With a GPU visible the
-tensor ops are also timed there (a trial augments on its device).
+tensor ops are also timed there (a trial augments on its device). The process's malloc is tuned as a trial's
+is (`fer_models.tune_malloc`): with glibc's default, the 1 MB batches the tensor ops allocate and free were
+refaulted from the kernel in some runs and not in others (full policy 31k-47k images/s from run to run).
 
     python benchmarks/augment_throughput.py [--rounds 7] [--size 48] [--batch 128]
 
@@ -23,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fer_data import AugmentConfig, augment_batch, augment_images, build_augmenter  # noqa: E402
-from fer_models.perf import host_kind, set_threads  # noqa: E402
+from fer_models.perf import host_kind, set_threads, tune_malloc  # noqa: E402
 
 def policies() -> dict[str, AugmentConfig]:
     """The full policy, then each of its transforms alone at its default strength."""
@@ -46,12 +48,13 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=128)
     args = p.parse_args()
     threads = set_threads(1)
+    malloc = "tuned" if tune_malloc() else "default"  # as in a trial process (sweep.loop.train_trial)
     rng = np.random.default_rng(0)
     faces_u8 = rng.integers(0, 256, (args.batch, args.size, args.size), dtype=np.uint8)
     faces = torch.from_numpy(faces_u8).float()[:, None] / 255
     cuda = torch.device("cuda") if torch.cuda.is_available() else None
     print(f"host: {host_kind()}; torch {torch.__version__}; {threads} thread; batch {args.batch}, "
-          f"{args.size}x{args.size}; best of {args.rounds} rounds; images/s", flush=True)
+          f"{args.size}x{args.size}; malloc {malloc}; best of {args.rounds} rounds; images/s", flush=True)
     print(f"{'policy':<22}{'albumentations':>16}{'tensor ops CPU':>16}{'ratio':>8}"
           + (f"{'tensor ops GPU':>16}" if cuda else ""))
     ratio_full = None

@@ -34,7 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fer_data import compute_norm, preprocess_images  # noqa: E402
 from fer_models import build_model, evaluate, make_optimizer, make_scheduler, train_one_epoch  # noqa: E402
-from fer_models.perf import host_kind, prepare_model, resolve_precision, set_threads  # noqa: E402
+from fer_models.perf import host_kind, prepare_model, resolve_precision, set_threads, tune_malloc  # noqa: E402
 from sweep.batches import eval_batches, on_device, train_batches  # noqa: E402
 from sweep.config import TrialConfig  # noqa: E402
 from sweep.profiles import PROFILES  # noqa: E402
@@ -110,6 +110,7 @@ def main() -> None:
     args = p.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     threads = set_threads(args.threads)
+    tune_malloc()  # as a trial process does (sweep.loop.train_trial)
     paper = PROFILES["paper"]
     size = args.size
     cfg0 = TrialConfig.from_flat({**paper.settings, "data.input_size": size})

@@ -9,7 +9,7 @@ Nothing here imports Ray.
 
 from .checkpoint import CheckpointError, load_checkpoint, load_train_state, save_checkpoint, save_train_state
 from .config import ModelConfig
-from .perf import resolve_precision, set_threads
+from .perf import resolve_precision, set_threads, tune_malloc
 from .regularization import l2_penalty
 from .registry import (
     UnknownModelError,
@@ -35,5 +35,5 @@ __all__ = [
     "build_from_config", "build_model", "classification_metrics", "count_params", "describe", "evaluate",
     "get_config", "l2_penalty", "list_models", "load_checkpoint", "load_train_state", "make_optimizer",
     "make_scheduler", "register", "resolve_precision", "save_checkpoint", "save_train_state", "set_threads",
-    "train_one_epoch",
+    "train_one_epoch", "tune_malloc",
 ]

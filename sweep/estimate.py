@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from fer_models import build_model, make_optimizer, set_threads, train_one_epoch
+from fer_models import build_model, make_optimizer, set_threads, train_one_epoch, tune_malloc
 
 # A trial's time outside its epochs and final evaluation (driver, TrainController and worker start, data
 # fetch, wrap-up): 20 s measured on the 2-core machine (benchmarks/results/sweep_overhead_2core.txt).
@@ -26,6 +26,7 @@ def images_per_second(model_name: str, overrides: dict, input_size: int, *, batc
     cost (warm-up + 3 steps of 128 took ~25 s for the quick profile's six models)."""
     previous = torch.get_num_threads()
     set_threads(threads)
+    tune_malloc()  # as the trials do (sweep.loop.train_trial), or the estimate prices the default allocator
     try:
         # torch ops release the GIL, so Python threads train the copies in parallel.
         with ThreadPoolExecutor(copies) as pool:

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from fer_data import Norm
-from fer_models import build_model
+from fer_models import build_model, tune_malloc
 from fer_models.checkpoint import load_checkpoint, load_train_state, save_checkpoint, save_train_state
 from fer_models.training import (
     Precision, classification_metrics, evaluate, make_optimizer, make_scheduler, setup_precision, train_one_epoch,
@@ -81,6 +81,7 @@ def train_trial(config: Mapping[str, Any], data: TrialData, report: Report, *, d
     Returns the final.json content on rank 0 when `final_eval`, else None.
     """
     cfg = TrialConfig.from_flat(config)
+    tune_malloc()  # this process trains: it keeps its freed memory (fer_models.perf)
     if final_eval and rank == 0 and data.final_splits is None:
         raise ValueError("train_trial: final_eval needs data.final_splits (the train and test splits)")
     prec = precision if precision is not None else setup_precision(cfg.train.precision, device)
