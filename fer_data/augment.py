@@ -111,10 +111,10 @@ def augment_images(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generat
         return t.to(x.dtype).view(-1, 1, 1, 1)
 
     if cfg.rotation_deg or cfg.scale:
-        # Output pixel -> input pixel in grid_sample's [-1, 1] coordinates (pixel centres, align_corners=False):
-        # rotate, zoom by `scale` (> 1 zooms in), mirror x when flipped. Bilinear; outside the face, the face
-        # mirrored about its border (grid_sample's reflection: OpenCV's BORDER_REFLECT, where albumentations uses
-        # BORDER_REFLECT_101, which leaves out the edge pixel: the two differ by a one-pixel shift out there).
+        # Output pixel -> input pixel in grid_sample's [-1, 1] coordinates, -1 and 1 the centres of the edge
+        # pixels (align_corners=True): rotate about the centre, zoom by `scale` (> 1 zooms in), mirror x when
+        # flipped. Bilinear; outside the face, the face mirrored about its edge pixels' centres, which is
+        # albumentations' BORDER_REFLECT_101 (align_corners=False would mirror about the edges: BORDER_REFLECT).
         # The grid is built as two [B, S, S] planes (x and y), each a row term plus a column term, and handed to
         # grid_sample as a [B, S, S, 2] view: a [B, S, S, 2] sum, F.affine_grid or a [S*S, 2] @ [B, 2, 2] matmul
         # take 3-6x as long on a CPU (2-element inner loops). Every op here counts: at batch 128 on a CPU, the
@@ -123,10 +123,10 @@ def augment_images(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generat
         cos, sin = a.cos() / p["scale"], a.sin() / p["scale"]
         f = 1 - 2 * p["flip"].to(cos.dtype)
         m = torch.stack([cos * f, sin * f, -sin, cos], 1).to(x.dtype).view(n, 4, 1, 1)  # d/dx_out, d/dy_out
-        c = (torch.arange(s, device=x.device, dtype=x.dtype) * 2 + 1) / s - 1  # pixel centres in [-1, 1]
+        c = torch.linspace(-1, 1, s, device=x.device, dtype=x.dtype)  # pixel centres
         planes = c.view(s, 1) * m[:, 2:] + c * m[:, :2]  # [B, 2, S (y), S (x)]
         x = F.grid_sample(x, planes.permute(0, 2, 3, 1), mode="bilinear", padding_mode="reflection",
-                          align_corners=False)
+                          align_corners=True)
     elif cfg.hflip_p:
         x = torch.where(p["flip"][:, None, None, None], x.flip(-1), x)  # exact: no resampling
     else:

@@ -145,6 +145,24 @@ def test_brightness_contrast_noise_and_occlusion_on_known_content():
 
 
 
+
+def test_geometry_is_opencvs_warp_affine_with_albumentations_border():
+    """Rotation + zoom out on a random image, so that the mirrored border shows: the grid matches
+    cv2.warpAffine (what albumentations' Affine runs) with BORDER_REFLECT_101 to OpenCV's fixed-point
+    interpolation error (1/32 of a grey step), and differs from plain BORDER_REFLECT."""
+    import cv2
+
+    s = 16
+    img = np.random.default_rng(0).random((s, s), dtype=np.float32)
+    cfg = only(rotation_deg=10, scale=0.2)
+    p = draw_params(cfg, 1, gen(0))
+    p["angle_deg"], p["scale"] = torch.tensor([7.0]), torch.tensor([0.8])
+    ours = augment_images(torch.from_numpy(img)[None, None], cfg, gen(0), params=p)[0, 0].numpy()
+    m = cv2.getRotationMatrix2D(((s - 1) / 2, (s - 1) / 2), 7.0, 0.8)  # counter-clockwise, zoomed out
+    warp = lambda border: cv2.warpAffine(img, m, (s, s), flags=cv2.INTER_LINEAR, borderMode=border)  # noqa: E731
+    assert np.abs(ours - warp(cv2.BORDER_REFLECT_101)).max() < 0.02
+    assert np.abs(ours - warp(cv2.BORDER_REFLECT)).max() > 0.1
+
 def test_occlusion_paints_the_same_holes_on_the_occluded_images_alone_and_over_the_whole_batch(faces):
     """The CPU paints only the occluded images (gathered and written back); a GPU masks the whole batch (no
     host sync). Both must paint the same pixels."""
