@@ -144,7 +144,8 @@ def tune_malloc() -> bool:
 
     A training step on the CPU allocates and frees its activations (MBs each) every step. By default glibc
     gives them their own mmap or trims them off the heap when freed, so the next step page-faults the same
-    memory in again: the study's baseline CNN trained 27% faster with this on a 2-core host, vgg_fer 3%
+    memory in again: on a 2-core host the study's baseline CNN trained 27% faster with this at 64x64 and two
+    threads, vgg_fer 3%, while one-thread trials at 32x32 did not change measurably
     (benchmarks/results/malloc_tuning_2core_bf16.txt). jemalloc or tcmalloc would do the same job but need
     LD_PRELOAD before start; this works from inside a running process. Both settings are needed: either
     alone switches off glibc's own adaptive threshold and is no faster than the default, or slower.
