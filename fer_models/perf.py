@@ -9,8 +9,8 @@
     NCHW. An explicit "bf16" is honoured anyway (it is correct, just slow).
 Threads: `set_threads()` matches torch's intra-op pool to the CPUs this process may use (the explicit
 argument, else OMP_NUM_THREADS, which Ray sets to a worker's num_cpus, else the affinity mask).
-Memory: `tune_malloc()` keeps glibc from handing freed memory back to the kernel after every step, which
-otherwise refaults every activation page (benchmarks/malloc_tuning.py measures what it is worth).
+Memory: `tune_malloc()` keeps glibc from handing freed memory back to the kernel after a step, to be
+page-faulted in again by the next (benchmarks/malloc_tuning.py measures what it is worth).
 """
 
 from __future__ import annotations
@@ -143,13 +143,14 @@ def tune_malloc() -> bool:
     """Let glibc malloc keep up to 256 MiB of freed memory and serve blocks under 32 MiB from its heap.
 
     A training step on the CPU allocates and frees its activations (MBs each) every step. By default glibc
-    gives them their own mmap or trims them off the heap when freed, so the next step page-faults the same
-    memory in again: on a 2-core host the study's baseline CNN trained 27% faster with this at 64x64 and two
-    threads, vgg_fer 3%, while one-thread trials at 32x32 did not change measurably
-    (benchmarks/results/malloc_tuning_2core_bf16.txt). jemalloc or tcmalloc would do the same job but need
-    LD_PRELOAD before start; this works from inside a running process. Both settings are needed: either
-    alone switches off glibc's own adaptive threshold and is no faster than the default, or slower.
-    Returns False (and changes nothing) where the C library is not glibc."""
+    gives them their own mmap or trims them off the heap when freed, so in some processes (its adaptive
+    thresholds depend on what came before) the next step page-faults the same memory in again. On a 2-core
+    host the study's baseline CNN trained 27% faster with this at 64x64 and two threads, vgg_fer 3%, while
+    one-thread trials at 32x32 did not change measurably (benchmarks/results/malloc_tuning_2core_bf16.txt).
+    jemalloc or tcmalloc would do the same job but need LD_PRELOAD before start; this works from inside a
+    running process. Both settings are needed: either alone switches off glibc's own adaptive threshold and
+    is no faster than the default, or slower. Returns False (and changes nothing) where the C library is not
+    glibc."""
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):
