@@ -148,8 +148,9 @@ def test_brightness_contrast_noise_and_occlusion_on_known_content():
 
 def test_geometry_is_opencvs_warp_affine_with_albumentations_border():
     """Rotation + zoom out on a random image, so that the mirrored border shows: the grid matches
-    cv2.warpAffine (what albumentations' Affine runs) with BORDER_REFLECT_101 to OpenCV's fixed-point
-    interpolation error (1/32 of a grey step), and differs from plain BORDER_REFLECT."""
+    cv2.warpAffine (what albumentations' Affine runs) with BORDER_REFLECT_101 within the error of OpenCV's
+    sampling positions, which it rounds to 1/32 pixel (at most ~0.016 on a [0, 1] image with steps of up to 1
+    between neighbours), and differs from plain BORDER_REFLECT."""
     import cv2
 
     s = 16
