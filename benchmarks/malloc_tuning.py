@@ -89,9 +89,9 @@ def main() -> None:
                    "--size", str(args.size), "--batch", str(args.batch)]
             res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
             results[mode].append(res)
-            print(f"round {r + 1} {mode:<8}" + "".join(
-                f"  {k} {v['img_s']:,.0f} img/s" + (f" (user {v['user']:.1f} s, sys {v['sys']:.1f} s)" if "sys" in v else "")
-                for k, v in res.items()), flush=True)
+            cpu = {k: f" (user {v['user']:.1f} s, sys {v['sys']:.1f} s)" for k, v in res.items() if "sys" in v}
+            print(f"round {r + 1} {mode:<8}" + "".join(f"  {k} {v['img_s']:,.0f} img/s{cpu.get(k, '')}"
+                                                     for k, v in res.items()), flush=True)
 
     def med(mode, key):
         return statistics.median(res[key]["img_s"] for res in results[mode])

@@ -144,8 +144,6 @@ def test_brightness_contrast_noise_and_occlusion_on_known_content():
         assert len(img.unique()) <= holes + 1  # one grey level per hole
 
 
-
-
 def test_geometry_is_opencvs_warp_affine_with_albumentations_border():
     """Rotation + zoom out on a random image, so that the mirrored border shows: the grid matches
     cv2.warpAffine (what albumentations' Affine runs) with BORDER_REFLECT_101 within the error of OpenCV's
@@ -164,6 +162,7 @@ def test_geometry_is_opencvs_warp_affine_with_albumentations_border():
     assert np.abs(ours - warp(cv2.BORDER_REFLECT_101)).max() < 0.02
     assert np.abs(ours - warp(cv2.BORDER_REFLECT)).max() > 0.1
 
+
 def test_occlusion_paints_the_same_holes_on_the_occluded_images_alone_and_over_the_whole_batch(faces):
     """The CPU paints only the occluded images (gathered and written back); a GPU masks the whole batch (no
     host sync). Both must paint the same pixels."""
@@ -174,6 +173,7 @@ def test_occlusion_paints_the_same_holes_on_the_occluded_images_alone_and_over_t
     assert torch.equal(alone, whole)
     changed = (alone != faces).flatten(1).any(1)
     assert changed.sum() > 100 and not changed[~p["occlude"]].any()
+
 
 # Noise at 10% of 255, not the default 2%: albumentations rounds to uint8, which swallows much of a 0-5 grey-level
 # noise (measured: a nominal 2% comes out at 1.85%), while the tensor ops keep it exactly.

@@ -139,7 +139,6 @@ def test_set_threads(monkeypatch):
         torch.set_num_threads(before)
 
 
-
 # A training step's memory in a fresh process: six 4 MiB activations alive at once, then all freed, ten times over
 # after a warm-up, its minor page faults counted. glibc's default refaults them every step in some processes and
 # not in others (0 to 61,000 faults here, run to run, as its adaptive thresholds fall); with tune_malloc none do.
