@@ -155,13 +155,11 @@ def occlude(x: torch.Tensor, p: dict[str, torch.Tensor], only_hit: bool) -> None
     lo, hi = HOLE_SIDE
     size = box[..., :2] * ((hi - lo) * s) + lo * s  # each hole's height and width in pixels
     start = box[..., 2:4] * (s - size)  # its top and left
-    on = torch.arange(MAX_HOLES, device=x.device) < p["holes"][hit, None]  # [images, holes]
-    if not only_hit:
-        on &= p["occlude"][:, None]
+    on = (torch.arange(MAX_HOLES, device=x.device) < p["holes"][hit, None]) & p["occlude"][hit, None]
     centre = torch.arange(s, device=x.device, dtype=x.dtype) + 0.5
     spans = ((centre >= start[..., None]) & (centre < (start + size)[..., None]) & on[..., None, None]).to(x.dtype)
     inside = spans[:, :, 0, :, None] * spans[:, :, 1, None, :]  # [images, holes, S, S]: 1 inside the hole, else 0
-    sub = x[hit] if only_hit else x
+    sub = x[hit]  # a copy of the occluded images, or with only_hit False a view of the whole batch
     for k in range(MAX_HOLES):  # one grey level per hole (albumentations' "random_uniform"); later holes on top
         sub.lerp_(box[:, k, 4].view(-1, 1, 1, 1), inside[:, k, None])  # exact at weights 0 and 1
     if only_hit:
