@@ -81,15 +81,17 @@ def single(name: str, size: int, bs: int, prec, compile_mode: str | None, steps:
     if prec.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
 
-    def step():
-        with prec.autocast():
-            logits = net(x)
-        loss = F.cross_entropy(logits.float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    return timed(lambda: train_step(net, opt, x, y, prec), steps, prec.device)
 
-    return timed(step, steps, prec.device)
+
+def train_step(net, opt, x, y, prec) -> None:
+    """The bare training step every option times: forward, cross-entropy in fp32, backward, optimiser step."""
+    with prec.autocast():
+        logits = net(x)
+    loss = F.cross_entropy(logits.float(), y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
 
 
 def copies(name: str, size: int, k: int, prec, *, dropout: bool = True) -> list[nn.Module]:
@@ -161,12 +163,7 @@ def sequential_step(models: list[nn.Module], xs, ys, prec):
 
     def step():
         for m, opt, x, y in zip(models, opts, xs, ys):
-            with prec.autocast():
-                logits = m(x)
-            loss = F.cross_entropy(logits.float(), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            train_step(m, opt, x, y, prec)
 
     return step
 
