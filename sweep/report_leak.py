@@ -200,8 +200,10 @@ def section_leakage(exp: Experiment, variants: Sequence[Variant]) -> list[str]:
         out.append(
             f"- Class mix: the leaky protocol's test split has a majority-class rate of {pct(lm)}% "
             f"(uniform chance 1/7 = {100 / 7:.2f}%); the official PrivateTest's is {pct(om)}%. The full-test "
-            "comparison across protocols therefore mixes a different class mix into the difference; macro "
-            "recall and the copy / no-copy split within one run compare like with like.")
+            "comparison across protocols therefore mixes a different class mix into the difference, which macro "
+            "recall does not. The copy / no-copy split within one run holds the model and the test split fixed, "
+            "but its two subsets need not share a class mix (under the leaky protocol the copies are mostly faces "
+            "of the oversampled minority classes), so their gap mixes class difficulty into memorisation.")
         out.append("")
     audits = _audit_by_protocol(exp.meta)
     if audits:
