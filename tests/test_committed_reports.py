@@ -27,10 +27,11 @@ def test_committed_report_rebuilds(committed: Path, tmp_path: Path):
     for f in sorted(committed.rglob("*")):
         if f.is_file():
             rel = f.relative_to(committed)
+            why = f"{committed.name}/{rel} differs after a rebuild"
             if f.suffix == ".png":
-                assert differing_pixels(copy / rel, f) <= FIGURE_PIXELS, f"{committed.name}/{rel} differs after a rebuild"
+                assert differing_pixels(copy / rel, f) <= FIGURE_PIXELS, why
             else:
-                assert (copy / rel).read_bytes() == f.read_bytes(), f"{committed.name}/{rel} differs after a rebuild"
+                assert (copy / rel).read_bytes() == f.read_bytes(), why
     built = {p.relative_to(copy) for p in copy.rglob("*") if p.is_file()}
     assert built == {p.relative_to(committed) for p in committed.rglob("*") if p.is_file()}  # nothing new
 
