@@ -23,7 +23,7 @@ REPORTS = sorted(p.parent for p in (Path(__file__).resolve().parents[1] / "repor
 def test_committed_report_rebuilds(committed: Path, tmp_path: Path):
     copy = tmp_path / committed.name  # the same folder name: the report names its experiment folder
     shutil.copytree(committed, copy)
-    build_report(copy)
+    assert build_report(copy) == copy / "report.md"
     for f in sorted(committed.rglob("*")):
         if f.is_file():
             rel = f.relative_to(committed)
