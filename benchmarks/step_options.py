@@ -89,11 +89,16 @@ def single(name: str, size: int, bs: int, prec, compile_mode: str | None, steps:
     return timed(step, steps, prec.device)
 
 
-def train_step(net, opt, x, y, prec) -> None:
-    """The bare training step every option times: forward, cross-entropy in fp32, backward, optimiser step."""
+def batch_loss(forward, x, y, prec) -> torch.Tensor:
+    """Cross-entropy in fp32 of `forward(x)` run in the precision's autocast: the loss of every option."""
     with prec.autocast():
-        logits = net(x)
-    loss = F.cross_entropy(logits.float(), y)
+        logits = forward(x)
+    return F.cross_entropy(logits.float(), y)
+
+
+def train_step(net, opt, x, y, prec) -> None:
+    """The bare training step the eager and compiled options time: loss, backward, optimiser step."""
+    loss = batch_loss(net, x, y, prec)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -120,9 +125,7 @@ def stacked(models: list[nn.Module], prec):
     base = copy.deepcopy(models[0]).to("meta")
 
     def loss(p, b, x, y):
-        with prec.autocast():
-            logits = functional_call(base, (p, b), (x,))
-        return F.cross_entropy(logits.float(), y)
+        return batch_loss(lambda inputs: functional_call(base, (p, b), (inputs,)), x, y, prec)
 
     return params, buffers, vmap(loss, randomness="different")  # each copy its own dropout masks
 
@@ -152,9 +155,7 @@ def batchnorm_check(name: str, size: int, k: int, xs, ys, prec) -> str:
     loss_diff = stats_diff = 0.0
     grad_diffs = []
     for i, (m, x, y) in enumerate(zip(b, xs, ys)):
-        with prec.autocast():
-            logits = m(x)
-        loss = F.cross_entropy(logits.float(), y)
+        loss = batch_loss(m, x, y, prec)
         loss.backward()
         loss_diff = max(loss_diff, abs(vm[i].item() - loss.item()))
         for n, t in m.named_buffers():
@@ -205,8 +206,9 @@ def main() -> None:
     where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"{host_kind()}, {args.threads} thread(s)"
     print(f"device: {where}; torch {torch.__version__}; {args.size}x{args.size}, batch {args.batch}; "
           f"{args.steps} timed steps per option; images/s (sequential, vmapped: {args.copies} copies together)")
-    cols = [f"eager {auto.name}"] + ([f"eager {alt.name}"] if alt else []) + \
-        [f"compiled{'' if m is None else ' ' + m}" for m in modes] + ["sequential", "vmapped"]
+    compiled = {m: "compiled" if m is None else f"compiled {m}" for m in modes}  # column per compile mode
+    cols = [f"eager {auto.name}"] + ([f"eager {alt.name}"] if alt else []) + list(compiled.values()) + \
+        ["sequential", "vmapped"]
     print(f"{'model':<14}" + "".join(f"{c:>22}" for c in cols)
           + f"   {'compile s, pays after':<32}   vmapped vs alone: loss, stats, grads")
     base_total = best_total = 0.0
@@ -221,7 +223,7 @@ def main() -> None:
         notes = []
         for m in modes:
             c_first, c_step = single(name, args.size, args.batch, auto, "default" if m is None else m, args.steps)
-            seconds[f"compiled{'' if m is None else ' ' + m}"] = c_step
+            seconds[compiled[m]] = c_step
             extra = c_first - first
             pays = "never"
             if c_step < eager:
