@@ -13,8 +13,8 @@ import torch
 from fer_models import build_model, make_optimizer, set_threads, train_one_epoch, tune_malloc
 
 # A trial's time outside its epochs and final evaluation (driver, TrainController and worker start, data
-# fetch, wrap-up): 20 s measured on the 2-core machine (benchmarks/results/sweep_overhead_2core.txt).
-FIXED_TRIAL_S = 20.0
+# fetch, wrap-up): 15-16 s measured on the 2-core machine (benchmarks/results/trial_fixed_cost_2core.txt).
+FIXED_TRIAL_S = 16.0
 EVAL_FACTOR = 1.15  # validation each epoch + augmentation, relative to the training step alone
 
 
