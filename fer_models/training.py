@@ -20,7 +20,7 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -130,6 +130,34 @@ def setup_precision(precision: str = "auto", device=None) -> Precision:
     name = perf.resolve_precision(precision, dev)
     return Precision(device=dev, name=name, channels_last=perf.use_channels_last(name, dev),
                      scaler=perf.grad_scaler(name, dev))
+
+
+def fastest_precision(make_model: Callable[[], nn.Module], cfg: TrainConfig, input_size: int, device,
+                      candidates: Sequence[str], *, steps: int = 8, rounds: int = 2) -> tuple[str, dict[str, float]]:
+    """The candidate precision whose training step (`train_one_epoch` with `cfg`'s optimiser and batch size) runs
+    fastest on `device` for a fresh `make_model()`, and each candidate's best images/s.
+
+    Random batches; one warm-up step per candidate, then `rounds` of `steps` steps taken in turn, so drift in the
+    machine's speed hits every candidate alike. Runs inside `torch.random.fork_rng`: the caller's random streams
+    (its model initialisation, dropout, batch order) are exactly as if this had not run."""
+    dev = perf.resolve_device(device)
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(0)
+        x = torch.randn(cfg.batch_size, 1, input_size, input_size, device=dev)
+        y = torch.randint(0, 7, (cfg.batch_size,), device=dev)
+        runs = {}
+        for name in candidates:
+            prec = setup_precision(name, dev)
+            model = prec.prepare(make_model())
+            optimizer = make_optimizer(model, cfg)
+            train_one_epoch(model, [(x, y)], optimizer, precision=prec)  # warm-up: kernels, allocator, autotuning
+            runs[name] = (model, optimizer, prec)
+        best = dict.fromkeys(candidates, 0.0)
+        for _ in range(rounds):
+            for name, (model, optimizer, prec) in runs.items():
+                stats = train_one_epoch(model, [(x, y)] * steps, optimizer, precision=prec)
+                best[name] = max(best[name], stats["images"] / stats["seconds"])
+    return max(best, key=best.get), best
 
 
 def _precision(precision: str | Precision, device, model: nn.Module) -> Precision:

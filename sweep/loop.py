@@ -34,8 +34,10 @@ from torch import nn
 from fer_data import Norm
 from fer_models import build_model, tune_malloc
 from fer_models.checkpoint import load_checkpoint, load_train_state, save_checkpoint, save_train_state
+from fer_models.perf import auto_candidates, resolve_device
 from fer_models.training import (
-    Precision, classification_metrics, evaluate, make_optimizer, make_scheduler, setup_precision, train_one_epoch,
+    Precision, classification_metrics, evaluate, fastest_precision, make_optimizer, make_scheduler, setup_precision,
+    train_one_epoch,
 )
 from sweep.batches import epoch_stream, eval_batches, on_device, train_batches
 from sweep.config import TrialConfig
@@ -70,7 +72,8 @@ def train_trial(config: Mapping[str, Any], data: TrialData, report: Report, *, d
     device: where to train (None: CUDA if available, else CPU); ignored when `precision` is given.
     rank: this process's rank; seeds its batch stream, and only rank 0 writes checkpoints and final.json.
     precision: the numeric setup and GradScaler for the whole trial; None builds it once from
-        `train.precision`. Its loss scale carries across epochs and is saved with the optimiser state.
+        `train.precision` (`auto` on a GPU with bf16 first times the step in fp32 and bf16: `_trial_precision`).
+        Its loss scale carries across epochs and is saved with the optimiser state.
     wrap_model: applied once to the prepared model before training (DDP: `ray.train.torch.prepare_model`);
         checkpoints and the final evaluation use the unwrapped model.
     resume_from: a checkpoint directory this loop reported, or a context manager yielding one (Ray's
@@ -84,7 +87,7 @@ def train_trial(config: Mapping[str, Any], data: TrialData, report: Report, *, d
     tune_malloc()  # this process trains: it keeps its freed memory (fer_models.perf)
     if final_eval and rank == 0 and data.final_splits is None:
         raise ValueError("train_trial: final_eval needs data.final_splits (the train and test splits)")
-    prec = precision if precision is not None else setup_precision(cfg.train.precision, device)
+    prec, speeds = (precision, None) if precision is not None else _trial_precision(cfg, device)
     weights = None if data.class_weights is None else torch.as_tensor(data.class_weights, dtype=torch.float32,
                                                                       device=prec.device)
     torch.manual_seed(cfg.seed)  # identical initialisation on every rank (DDP also broadcasts rank 0's)
@@ -164,7 +167,9 @@ def train_trial(config: Mapping[str, Any], data: TrialData, report: Report, *, d
         if rank == 0:
             ckpt = Path(tmp)
             final = {"best_epoch": best["epoch"], "epochs_run": cfg.train.epochs,
-                     "params": sum(p.numel() for p in model.parameters()), "metrics": {}}
+                     "params": sum(p.numel() for p in model.parameters()), "precision": prec.name, "metrics": {}}
+            if speeds is not None:
+                final["precision_images_per_s"] = speeds  # what `auto` measured before it chose
             t_eval = time.perf_counter()
             more = data.final_splits()
             splits = {"train": more["train"], "val": (val_x, val_y), "test": more["test"]}
@@ -181,6 +186,26 @@ def train_trial(config: Mapping[str, Any], data: TrialData, report: Report, *, d
             (ckpt / FINAL_FILE).write_text(json.dumps(final))
         report(final_metrics, ckpt)
     return final
+
+
+def _trial_precision(cfg: TrialConfig, device) -> tuple[Precision, dict[str, float] | None]:
+    """`train.precision` set up for this trial, and the images/s it measured to choose, if it did: `auto` with
+    more than one candidate on this device (fer_models.perf.auto_candidates) times the trial's own step in
+    each and takes the fastest; every rank then trains in rank 0's choice."""
+    dev = resolve_device(device)
+    candidates = auto_candidates(dev) if cfg.train.precision == "auto" else (cfg.train.precision,)
+    if len(candidates) == 1:
+        return setup_precision(candidates[0], dev), None
+
+    def make_model() -> nn.Module:
+        return build_model(cfg.model.name, input_size=cfg.data.input_size, **cfg.model.overrides)
+
+    name, speeds = fastest_precision(make_model, cfg.train, cfg.data.input_size, dev, candidates)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        pick = [name]
+        torch.distributed.broadcast_object_list(pick, src=0)
+        name = pick[0]
+    return setup_precision(name, dev), speeds
 
 
 def _restore(resume_from, model: nn.Module, optimizer, scheduler, prec: Precision, epochs: int):

@@ -138,3 +138,29 @@ def test_without_final_eval_the_test_split_is_untouched(data):
     assert train_trial({**CONFIG, "train.epochs": 1}, untouched, rec, device="cpu", final_eval=False) is None
     assert [m["epoch"] for m in rec.epochs()] == [1]
     assert rec.reports[-1]["files"] is None and not any(k.startswith("final/") for k in rec.reports[-1]["metrics"])
+
+
+def test_auto_with_two_candidates_times_both_and_trains_exactly_as_its_choice_would(data, monkeypatch):
+    """Where `auto` has a choice (a GPU with bf16; forced here on the CPU), the trial times its step in each
+    candidate, trains in the fastest and says so in final.json; the timing draws no random number the trial
+    would have drawn, so the trial equals one run in the chosen precision from the start."""
+    import sweep.loop
+
+    monkeypatch.setattr(sweep.loop, "auto_candidates", lambda device: ("fp32", "bf16"))
+    auto = Recorder()
+    final = train_trial({**CONFIG, "train.precision": "auto", "train.epochs": 1}, data, auto, device="cpu")
+    assert set(final["precision_images_per_s"]) == {"fp32", "bf16"}
+    speeds = final["precision_images_per_s"]
+    assert final["precision"] == max(speeds, key=speeds.get)
+    chosen = Recorder()
+    final2 = train_trial({**CONFIG, "train.precision": final["precision"], "train.epochs": 1}, data, chosen,
+                         device="cpu")
+    assert "precision_images_per_s" not in final2 and final2["precision"] == final["precision"]
+
+    def stable(reports):
+        return [{k: v for k, v in r["metrics"].items() if k not in TIMING} for r in reports]
+
+    assert stable(auto.reports) == stable(chosen.reports)
+    drop = {"eval_s": 0, "precision_images_per_s": 0}
+    assert {**final, **drop} == {**final2, **drop}
+

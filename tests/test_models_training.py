@@ -13,7 +13,7 @@ from fer_models import (
     train_one_epoch,
 )
 from fer_models import perf
-from fer_models.training import Precision, setup_precision
+from fer_models.training import Precision, fastest_precision, setup_precision
 
 
 def test_l2_penalty_on_known_weights():
@@ -128,6 +128,24 @@ def test_auto_precision_follows_cpu_flags():
     native = "avx512_bf16" in flags or "amx_bf16" in flags
     assert perf.resolve_precision("auto", "cpu") == ("bf16" if native else "fp32")
     assert perf.use_channels_last("auto", "cpu") == native
+
+
+def test_auto_times_fp32_against_bf16_only_on_gpus_with_bf16():
+    assert perf.auto_candidates("cpu") == (perf.resolve_precision("auto", "cpu"),)
+
+
+def test_fastest_precision_times_each_candidate_and_leaves_the_callers_randomness_alone():
+    cfg = TrainConfig(batch_size=16)
+    torch.manual_seed(11)
+    expected = torch.rand(4)
+    torch.manual_seed(11)
+    name, speeds = fastest_precision(lambda: build_model("baseline", input_size=16), cfg, 16, "cpu", ("fp32", "bf16"),
+                                     steps=2, rounds=2)
+    assert torch.equal(torch.rand(4), expected)  # the model inits, dropout and batches drew from a forked stream
+    assert set(speeds) == {"fp32", "bf16"} and all(v > 0 for v in speeds.values())
+    assert name == max(speeds, key=speeds.get)
+    if not perf.cpu_has_native_bf16():
+        assert name == "fp32" and speeds["fp32"] > 2 * speeds["bf16"]  # emulated bf16: ~7x slower here
 
 
 def test_set_threads(monkeypatch):
