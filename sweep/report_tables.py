@@ -64,6 +64,24 @@ def _setting(exp: Experiment, key: str) -> str:
 # ----------------------------------------------------------------------------- header
 
 
+def _precision_lines(exp: Experiment) -> list[str]:
+    """What the completed trials trained in, from final.json (which records it since 2026-12-03: with `auto`
+    a GPU trial picks fp32 or bf16 by timing its own step, so variants may differ). Nothing when no trial says."""
+    trained: dict[str, list[Trial]] = defaultdict(list)
+    done = [t for t in exp.trials if t.final is not None]
+    for t in done:
+        if isinstance(t.final.get("precision"), str):
+            trained[t.final["precision"]].append(t)
+    if not trained:
+        return []
+    parts = [f"`{p}` {len(ts)} trial(s) ({', '.join(sorted({str(t.params.get('model.name', '?')) for t in ts}))})"
+             for p, ts in sorted(trained.items())]
+    unsaid = len(done) - sum(len(ts) for ts in trained.values())
+    if unsaid:
+        parts.append(f"not recorded {unsaid} trial(s)")
+    return ["- precision as trained (final.json): " + ", ".join(parts)]
+
+
 def section_header(exp: Experiment, variants: Sequence[Variant]) -> list[str]:
     meta = exp.meta
     name = _meta_get(meta, "name") or exp.path.name
@@ -92,6 +110,7 @@ def section_header(exp: Experiment, variants: Sequence[Variant]) -> list[str]:
     out.append(f"- seeds: {', '.join(seeds) or '—'}")
     for label, keys in BUDGET_KEYS:
         out.append(f"- {label}: " + ", ".join(f"`{k}` {_setting(exp, k)}" for k in keys))
+    out += _precision_lines(exp)
     aug = sorted({k for t in exp.trials for k in t.params if k.startswith("augment.")})
     if aug:
         out.append("- augmentation: " + ", ".join(f"`{k}` {_setting(exp, k)}" for k in aug))

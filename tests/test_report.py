@@ -354,6 +354,17 @@ def test_best_epoch_from_result_json_when_final_lacks_it(tmp_path: Path):
     assert [t.best_epoch for t in nd.done] == [3, 3]  # the plateau's first epoch; the closing row is skipped
 
 
+def test_header_says_what_precision_the_trials_trained_in_when_final_json_records_it(tmp_path: Path):
+    exp = _two_variants(tmp_path, "vgg_fer", ((0, 0.6), (1, 0.61)))
+    assert "precision as trained" not in build_report(exp).read_text()  # trials from before final.json said
+    for d, precision in (("t_base_0", "fp32"), ("t_base_1", "fp32"), ("t_vgg_fer_0", "bf16"), ("t_vgg_fer_1", "bf16")):
+        final = json.loads((exp / d / "final.json").read_text())
+        (exp / d / "final.json").write_text(json.dumps({**final, "precision": precision}))
+    head = build_report(exp).read_text().split("## Results per variant")[0]
+    assert ("- precision as trained (final.json): `bf16` 2 trial(s) (vgg_fer), `fp32` 2 trial(s) (baseline), "
+            "not recorded 1 trial(s)\n") in head
+
+
 def test_demonstrated_tie(tmp_path: Path):
     # differences -0.3, +0.6, +0.2 pp: mean +0.17, interval [-0.95, +1.29] pp, inside +-2 pp
     exp = _two_variants(tmp_path, "no_dropout", ((0, 0.497), (1, 0.516), (2, 0.522)))
