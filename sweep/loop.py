@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fer_data import Norm
+from fer_data import NUM_CLASSES, Norm
 from fer_models import build_model, tune_malloc
 from fer_models.checkpoint import load_checkpoint, load_train_state, save_checkpoint, save_train_state
 from fer_models.perf import auto_candidates, resolve_device
@@ -226,9 +226,10 @@ def _restore(resume_from, model: nn.Module, optimizer, scheduler, prec: Precisio
         return start_epoch, best, best_model, (json.loads(extra["row"]) if "row" in extra else None)
 
 
-def copy_subsets(y_true: np.ndarray, y_pred: np.ndarray, copy_in_train) -> dict:
+def copy_subsets(y_true: np.ndarray, y_pred: np.ndarray, copy_in_train, num_classes: int = NUM_CLASSES) -> dict:
     """Test accuracy and macro recall on the faces with an exact copy in this trial's training split and on
-    those without: what a leak can inflate, separated from what it cannot."""
+    those without: what a leak can inflate, separated from what it cannot. Per-class counts of faces and of
+    correct answers let the report compare the two subsets within each class (their class mixes differ)."""
     from sklearn.metrics import recall_score
 
     copy = np.asarray(copy_in_train, dtype=bool)
@@ -240,7 +241,9 @@ def copy_subsets(y_true: np.ndarray, y_pred: np.ndarray, copy_in_train) -> dict:
         out[name] = {"n": int(mask.sum()),
                      "acc": float((t == p).mean()) if mask.any() else None,
                      "macro_recall": float(recall_score(t, p, labels=np.unique(t), average="macro", zero_division=0))
-                     if mask.any() else None}
+                     if mask.any() else None,
+                     "per_class_n": np.bincount(t, minlength=num_classes).tolist(),
+                     "per_class_correct": np.bincount(t[t == p], minlength=num_classes).tolist()}
     return out
 
 

@@ -6,7 +6,9 @@ Per model with a leaky run there are up to three roles:
   class mix and number of training faces as the leak, and no copies of test faces in train);
 - leaky: `leaky-oversample-before-split` (oversampling the pooled data, then splitting).
 Each trial's final.json may carry `metrics.test.subsets.{copy_in_train,no_copy_in_train}` (test faces
-with / without an exact pixel copy in that trial's training set); older trials lack it.
+with / without an exact pixel copy in that trial's training set); older trials lack it, and trials before
+2026-12-03 lack its per-class counts (`per_class_n`, `per_class_correct`), which the within-class comparison
+of the two subsets needs.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from fer_data.classes import CLASS_NAMES
 from sweep import stats
 from sweep.report_claims import DIFF_CLIP
 from sweep.report_format import fmt_ci, fmt_diff, md_table, pct, test_name
@@ -66,12 +69,38 @@ class RoleRow:
     nocopy_acc: Summary
     nocopy_recall: Summary
     copy_minus_nocopy: Difference  # paired within each trial (same model, same test split)
+    within_class: Difference  # the same at a common class mix (Mantel-Haenszel over classes)
+    classes_left_out: tuple[str, ...]  # classes with faces in one subset only (in some trial): no pair
     missing_subsets: int  # completed trials without metrics.test.subsets
 
 
 def _mean_n(v: Variant, subset: str) -> float | None:
     ns = [x for x in (v_.metric("test", "n", subset) for v_ in v.done) if x is not None]
     return sum(ns) / len(ns) if ns else None
+
+
+def _class_counts(t, subset: str) -> tuple[list, list] | None:
+    sub = (t.split_metrics("test").get("subsets") or {}).get(subset)
+    if not isinstance(sub, dict):
+        return None
+    n, correct = sub.get("per_class_n"), sub.get("per_class_correct")
+    return (n, correct) if isinstance(n, list) and isinstance(correct, list) else None
+
+
+def within_class(v: Variant) -> tuple[Difference, tuple[str, ...]]:
+    """Copied minus not-copied test accuracy at a common class mix, paired over the trials recording
+    per-class counts, and the classes that could not be compared (absent from one subset)."""
+    pairs, left_out = [], set()
+    for t in v.done:
+        copy, nocopy = _class_counts(t, SUBSETS[0]), _class_counts(t, SUBSETS[1])
+        if copy is None or nocopy is None:
+            continue
+        acc = stats.stratified_accuracies(*copy, *nocopy)
+        if acc is not None:
+            pairs.append(acc)
+        left_out |= {i for i, (a, b) in enumerate(zip(copy[0], nocopy[0])) if bool(a) != bool(b)}
+    names = tuple(CLASS_NAMES[i] if i < len(CLASS_NAMES) else str(i) for i in sorted(left_out))
+    return stats.paired([a for a, _ in pairs], [b for _, b in pairs], clip=DIFF_CLIP), names
 
 
 def role_row(role: str, v: Variant) -> RoleRow:
@@ -84,7 +113,7 @@ def role_row(role: str, v: Variant) -> RoleRow:
     return RoleRow(role, v, len(v.done), test_majority(v), s("acc"), s("macro_recall"),
                    _mean_n(v, SUBSETS[0]), s("acc", SUBSETS[0]), s("macro_recall", SUBSETS[0]),
                    _mean_n(v, SUBSETS[1]), s("acc", SUBSETS[1]), s("macro_recall", SUBSETS[1]),
-                   within, missing)
+                   within, *within_class(v), missing)
 
 
 @dataclass(frozen=True)
@@ -158,15 +187,17 @@ def section_leakage(exp: Experiment, variants: Sequence[Variant]) -> list[str]:
         for role in ROLES:
             r = res.rows.get(role)
             if r is None:
-                rows.append([role, ROLE_TEXT[role], "0 (not run)"] + ["—"] * 10)
+                rows.append([role, ROLE_TEXT[role], "0 (not run)"] + ["—"] * 11)
                 continue
             rows.append([role, ROLE_TEXT[role], r.n, pct(r.majority), fmt_ci(r.acc), fmt_ci(r.recall),
                          _n(r.copy_n), fmt_ci(r.copy_acc), fmt_ci(r.copy_recall),
                          _n(r.nocopy_n), fmt_ci(r.nocopy_acc), fmt_ci(r.nocopy_recall),
-                         fmt_diff(r.copy_minus_nocopy) if r.copy_minus_nocopy.n else "—"])
+                         fmt_diff(r.copy_minus_nocopy) if r.copy_minus_nocopy.n else "—",
+                         fmt_diff(r.within_class) if r.within_class.n else "—"])
         out += md_table(["role", "protocol", "seeds", "test majority-class rate", "test acc", "test macro R",
                          "copy_in_train faces", "acc (copy)", "macro R (copy)", "no_copy faces",
-                         "acc (no copy)", "macro R (no copy)", "acc copy − no copy (same trials)"], rows)
+                         "acc (no copy)", "macro R (no copy)", "acc copy − no copy (same trials)",
+                         "the same within class (Mantel-Haenszel)"], rows)
         out.append("")
         missing = sum(r.missing_subsets for r in res.rows.values())
         if missing:
@@ -191,6 +222,15 @@ def section_leakage(exp: Experiment, variants: Sequence[Variant]) -> list[str]:
                 out.append(f"- Within the leaky run, accuracy on copied minus not-copied test faces: "
                            f"{fmt_diff(lk.copy_minus_nocopy)} (paired over {lk.copy_minus_nocopy.n_pairs} "
                            "trial(s): same model, same test split).")
+                if lk.within_class.n:
+                    left = (f"; {', '.join(lk.classes_left_out)} left out, absent from one subset"
+                            if lk.classes_left_out else "")
+                    out.append(f"- The same at a common class mix (each class's copied minus not-copied accuracy, "
+                               f"Mantel-Haenszel weighted{left}): {fmt_diff(lk.within_class)} (paired over "
+                               f"{lk.within_class.n_pairs} trial(s)). This is the gap memorisation alone opens.")
+                else:
+                    out.append("- The same within each class: not available (its trials do not record per-class "
+                               "counts per subset, written before 2026-12-03).")
             else:
                 out.append("- Within the leaky run, copied vs not-copied faces: not available (no trial has "
                            "`metrics.test.subsets`).")
@@ -203,7 +243,8 @@ def section_leakage(exp: Experiment, variants: Sequence[Variant]) -> list[str]:
             "comparison across protocols therefore mixes a different class mix into the difference, which macro "
             "recall does not. The copy / no-copy split within one run holds the model and the test split fixed, "
             "but its two subsets need not share a class mix (under the leaky protocol the copies are mostly faces "
-            "of the oversampled minority classes), so their gap mixes class difficulty into memorisation.")
+            "of the oversampled minority classes), so their raw gap mixes class difficulty into memorisation; "
+            "the within-class column compares them class by class instead.")
         out.append("")
     audits = _audit_by_protocol(exp.meta)
     if audits:

@@ -7,6 +7,7 @@
 - `holm`: Holm's step-down adjustment of a family of p-values.
 - `verdict`: the report's verdict for one comparison; the verdict names are the constants below.
 - `still_improving`, `is_collapsed`, `majority_rate`: the budget, collapse and chance rules.
+- `stratified_accuracies`: two groups' accuracies at a common class mix (Mantel-Haenszel weights).
 
 Degenerate inputs are explicit: n<2 gives no interval and no test (`note == "n<2"`); zero variance gives
 no interval and no p-value (`note` says so) instead of p=0 with a zero-width interval.
@@ -327,3 +328,23 @@ def majority_rate(support: Sequence[float] | None) -> float | None:
     if s.ndim != 1 or not s.size or not np.isfinite(s).all() or s.sum() <= 0:
         return None
     return float(s.max() / s.sum())
+
+
+def stratified_accuracies(n_a: Sequence[float], correct_a: Sequence[float], n_b: Sequence[float],
+                          correct_b: Sequence[float]) -> tuple[float, float] | None:
+    """Accuracies of groups a and b compared within strata (classes), Mantel-Haenszel weighted.
+
+    Only the strata holding faces of both groups count, each with weight n_a*n_b/(n_a+n_b); the two returned
+    accuracies share those weights, so their difference is the Mantel-Haenszel risk difference: a's advantage
+    over b at the same class mix. None when no stratum holds both groups.
+    """
+    arrays = [np.asarray(v, dtype=float) for v in (n_a, correct_a, n_b, correct_b)]
+    if len({a.shape for a in arrays}) != 1 or arrays[0].ndim != 1:
+        raise ValueError(f"stratified_accuracies: counts of unequal shapes {[a.shape for a in arrays]}")
+    na, ca, nb, cb = arrays
+    both = (na > 0) & (nb > 0)
+    if not both.any():
+        return None
+    na, ca, nb, cb = na[both], ca[both], nb[both], cb[both]
+    w = na * nb / (na + nb)
+    return float((w * ca / na).sum() / w.sum()), float((w * cb / nb).sum() / w.sum())

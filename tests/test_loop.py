@@ -89,7 +89,9 @@ def test_trains_two_epochs_and_reports_each_then_the_final_evaluation(first_run)
     assert final["best_epoch"] == last["metrics"]["best_epoch"] and final["epochs_run"] == 2
     for split, n in (("train", N_TRAIN), ("val", N_EVAL), ("test", N_EVAL)):
         assert sum(final["metrics"][split]["per_class"]["support"]) == n
-    assert final["metrics"]["test"]["subsets"]["no_copy_in_train"]["n"] == N_EVAL
+    nocopy = final["metrics"]["test"]["subsets"]["no_copy_in_train"]
+    assert nocopy["n"] == N_EVAL and nocopy["per_class_n"] == final["metrics"]["test"]["per_class"]["support"]
+    assert sum(nocopy["per_class_correct"]) == round(nocopy["acc"] * N_EVAL)
 
 
 def test_same_seed_gives_identical_metrics(data, first_run):

@@ -59,11 +59,14 @@ def test_copy_subsets_split_accuracy_and_macro_recall_by_the_mask():
     y_pred = np.array([0, 0, 1, 0, 0, 2])
     copy = np.array([True, True, True, False, False, False])
     out = copy_subsets(y_true, y_pred, copy)
-    assert out["copy_in_train"] == {"n": 3, "acc": 1.0, "macro_recall": 1.0}
+    assert out["copy_in_train"] == {"n": 3, "acc": 1.0, "macro_recall": 1.0,
+                                    "per_class_n": [2, 1, 0, 0, 0, 0, 0], "per_class_correct": [2, 1, 0, 0, 0, 0, 0]}
     assert out["no_copy_in_train"]["n"] == 3
     assert out["no_copy_in_train"]["acc"] == pytest.approx(1 / 3)
     assert out["no_copy_in_train"]["macro_recall"] == pytest.approx(0.25)  # class 1: 0/1, class 2: 1/2
+    assert out["no_copy_in_train"]["per_class_n"] == [0, 1, 2, 0, 0, 0, 0]
+    assert out["no_copy_in_train"]["per_class_correct"] == [0, 0, 1, 0, 0, 0, 0]
     empty = copy_subsets(y_true, y_pred, np.zeros(6, bool))["copy_in_train"]
-    assert empty == {"n": 0, "acc": None, "macro_recall": None}
+    assert empty == {"n": 0, "acc": None, "macro_recall": None, "per_class_n": [0] * 7, "per_class_correct": [0] * 7}
     with pytest.raises(ValueError, match="6 test faces"):
         copy_subsets(y_true, y_pred, copy[:4])

@@ -15,9 +15,22 @@ from sweep.report_leak import leak_audit
 BAL = [899] * 7  # the leaky protocol's class-balanced test split
 
 
-def subsets(copy_n, copy_acc, copy_r, no_n, no_acc, no_r) -> dict:
-    return {"copy_in_train": {"n": copy_n, "acc": copy_acc, "macro_recall": copy_r},
-            "no_copy_in_train": {"n": no_n, "acc": no_acc, "macro_recall": no_r}}
+def subsets(copy_n, copy_acc, copy_r, no_n, no_acc, no_r, per_class=None) -> dict:
+    out = {"copy_in_train": {"n": copy_n, "acc": copy_acc, "macro_recall": copy_r},
+           "no_copy_in_train": {"n": no_n, "acc": no_acc, "macro_recall": no_r}}
+    if per_class is not None:  # (copy n, copy correct, no-copy n, no-copy correct), per class
+        for name, (n, correct) in zip(out, (per_class[:2], per_class[2:])):
+            out[name].update(per_class_n=n, per_class_correct=correct)
+    return out
+
+
+# The leaky runs' per-class counts: Angry and Disgust (classes 0, 1) in both subsets, Fear only copied.
+# Mantel-Haenszel weights 10*10/20 = 5 (class 0) and 30*10/40 = 7.5 (class 1), Fear left out.
+# Seed 0: copied 0.8, 0.8 -> 0.80; not copied 0.5, 0.6 -> (2.5 + 4.5) / 12.5 = 0.56; difference 0.24.
+# Seed 1: copied 0.9, 0.9 -> 0.90; not copied 0.6, 0.5 -> (3 + 3.75) / 12.5 = 0.54; difference 0.36.
+N_COPY, N_NOCOPY = [10, 30, 5, 0, 0, 0, 0], [10, 10, 0, 0, 0, 0, 0]
+PER_CLASS = [(N_COPY, [8, 24, 5, 0, 0, 0, 0], N_NOCOPY, [5, 6, 0, 0, 0, 0, 0]),
+             (N_COPY, [9, 27, 5, 0, 0, 0, 0], N_NOCOPY, [6, 5, 0, 0, 0, 0, 0])]
 
 
 # role -> per seed (test acc, macro recall, subsets)
@@ -26,8 +39,8 @@ RUNS = {
                            (0.62, 0.52, subsets(288, 0.72, 0.62, 3301, 0.61, 0.51))],
     ("official", "oversample"): [(0.58, 0.55, subsets(288, 0.68, 0.60, 3301, 0.57, 0.54)),
                                  (0.60, 0.57, subsets(288, 0.70, 0.62, 3301, 0.59, 0.56))],
-    (LEAKY, "none"): [(0.80, 0.80, subsets(4123, 0.95, 0.95, 2170, 0.52, 0.52)),
-                      (0.84, 0.84, subsets(4123, 0.97, 0.97, 2170, 0.56, 0.56))],
+    (LEAKY, "none"): [(0.80, 0.80, subsets(4123, 0.95, 0.95, 2170, 0.52, 0.52, PER_CLASS[0])),
+                      (0.84, 0.84, subsets(4123, 0.97, 0.97, 2170, 0.56, 0.56, PER_CLASS[1]))],
 }
 
 
@@ -63,6 +76,12 @@ def test_leak_audit_numbers(leak_exp: Path):
     assert off.copy_minus_nocopy.diff == pytest.approx(0.11)
     assert off.majority == pytest.approx(879 / 3589) and res.rows["leaky"].majority == pytest.approx(1 / 7)
     assert res.rows["leaky"].missing_subsets == 0
+    # at a common class mix: 0.24 and 0.36 -> +30 pp, sd 8.485 pp, se 6 pp
+    mh = res.rows["leaky"].within_class
+    assert mh.n_pairs == 2 and mh.diff == pytest.approx(0.30)
+    assert mh.lo == pytest.approx(0.30 - 12.706205 * 0.06, abs=1e-5)  # t(0.975, 1) = 12.706; hi clipped at 1
+    assert res.rows["leaky"].classes_left_out == ("Fear",)
+    assert res.rows["official"].within_class.n == 0  # no per-class counts recorded
 
 
 def test_leak_section_and_duplicate_aware_column(leak_exp: Path):
@@ -71,12 +90,17 @@ def test_leak_section_and_duplicate_aware_column(leak_exp: Path):
     leaky = row(sect, "leaky")
     assert leaky[2:] == ["2", "14.29", "82.00 [56.59, 100.00]", "82.00 [56.59, 100.00]", "4123",
                          "96.00 [83.29, 100.00]", "96.00 [83.29, 100.00]", "2170", "54.00 [28.59, 79.41]",
-                         "54.00 [28.59, 79.41]", "+42.00 pp [+29.29, +54.71], paired p=0.0152, d_z=+29.70"]
+                         "54.00 [28.59, 79.41]", "+42.00 pp [+29.29, +54.71], paired p=0.0152, d_z=+29.70",
+                         "+30.00 pp [-46.24, +100.00], paired p=0.1257, d_z=+3.54"]
+    assert row(sect, "official")[-1] == "—"
     assert row(sect, "official")[3] == f"{100 * 879 / 3589:.2f}"  # the unbalanced official PrivateTest
     assert row(sect, "control")[4] == "59.00 [46.29, 71.71]"
     assert "leaky − control, full test accuracy): +23.00 pp [+10.29, +35.71]" in sect
     assert "paired t (2 shared seeds)" in sect and "macro recall: +26.00 pp" in sect
     assert "Within the leaky run, accuracy on copied minus not-copied test faces: +42.00 pp" in sect
+    assert ("The same at a common class mix (each class's copied minus not-copied accuracy, Mantel-Haenszel "
+            "weighted; Fear left out, absent from one subset): "
+            "+30.00 pp [-46.24, +100.00]") in sect
     assert "mixes a different class mix" in sect and "14.29%" in sect
     assert "(figures/leak.png)" in report and (leak_exp / "figures" / "leak.png").exists()
     # the duplicate-aware figure: test accuracy on faces with no copy in train, beside the full-set figure

@@ -167,3 +167,18 @@ def test_majority_rate():
     assert stats.majority_rate([491, 55, 528, 879, 594, 416, 626]) == pytest.approx(879 / 3589)
     assert stats.majority_rate([899] * 7) == pytest.approx(1 / 7)
     assert stats.majority_rate(None) is None and stats.majority_rate([0, 0]) is None
+
+
+def test_stratified_accuracies_compare_two_groups_at_one_class_mix():
+    # A confounded pair: group a is mostly the easy class, b mostly the hard one. Within each class a is
+    # exactly as accurate as b, so the raw gap (0.86 vs 0.54) is all class mix and the stratified gap is 0.
+    n_a, c_a = [90, 10], [81, 5]  # 0.9 on class 0, 0.5 on class 1
+    n_b, c_b = [10, 90], [9, 45]
+    a, b = stats.stratified_accuracies(n_a, c_a, n_b, c_b)
+    assert a == pytest.approx(b) and a == pytest.approx(0.7)  # equal weights 9 and 9
+    # A class absent from one group carries no weight; weights are n_a*n_b/(n_a+n_b): 10*30/40 = 7.5, 5.
+    a, b = stats.stratified_accuracies([30, 10, 7], [30, 5, 7], [10, 10, 0], [5, 5, 0])
+    assert a == pytest.approx((7.5 * 1.0 + 5 * 0.5) / 12.5) and b == pytest.approx(0.5)
+    assert stats.stratified_accuracies([5, 0], [5, 0], [0, 5], [0, 1]) is None  # no class holds both
+    with pytest.raises(ValueError, match="unequal shapes"):
+        stats.stratified_accuracies([1, 2], [1, 2], [1], [1])
