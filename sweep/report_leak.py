@@ -103,6 +103,22 @@ def within_class(v: Variant) -> tuple[Difference, tuple[str, ...]]:
     return stats.paired([a for a, _ in pairs], [b for _, b in pairs], clip=DIFF_CLIP), names
 
 
+def per_class_table(v: Variant) -> list[list]:
+    """Rows of the within-class comparison's strata: per class, faces per seed and pooled accuracy of each
+    subset over the trials that record per-class counts; [] when none does."""
+    counts = [(c, n) for c, n in ((_class_counts(t, SUBSETS[0]), _class_counts(t, SUBSETS[1])) for t in v.done)
+              if c is not None and n is not None]
+    if not counts:
+        return []
+    rows = []
+    for i, name in enumerate(CLASS_NAMES):
+        cn, cc, nn, nc = (sum(x[j][k][i] for x in counts) for j in (0, 1) for k in (0, 1))
+        acc_c, acc_n = (cc / cn if cn else None), (nc / nn if nn else None)
+        diff = f"{100 * (acc_c - acc_n):+.2f}" if acc_c is not None and acc_n is not None else "—"
+        rows.append([name, _n(cn / len(counts)), pct(acc_c), _n(nn / len(counts)), pct(acc_n), diff])
+    return rows
+
+
 def role_row(role: str, v: Variant) -> RoleRow:
     s = lambda key, subset=None: v.summary("test", key, subset)  # noqa: E731
     with_both = [t for t in v.done
@@ -227,7 +243,9 @@ def section_leakage(exp: Experiment, variants: Sequence[Variant]) -> list[str]:
                             if lk.classes_left_out else "")
                     out.append(f"- The same at a common class mix (each class's copied minus not-copied accuracy, "
                                f"Mantel-Haenszel weighted{left}): {fmt_diff(lk.within_class)} (paired over "
-                               f"{lk.within_class.n_pairs} trial(s)). This is the gap memorisation alone opens.")
+                               f"{lk.within_class.n_pairs} trial(s)). Within a class, which faces have a copy is "
+                               "left to the oversampling and the split, so this gap measures memorisation, not class "
+                               "difficulty.")
                 else:
                     out.append("- The same within each class: not available (its trials do not record per-class "
                                "counts per subset, written before 2026-12-03).")
@@ -246,6 +264,15 @@ def section_leakage(exp: Experiment, variants: Sequence[Variant]) -> list[str]:
             "of the oversampled minority classes), so their raw gap mixes class difficulty into memorisation; "
             "the within-class column compares them class by class instead.")
         out.append("")
+        for role in ROLES:
+            strata = per_class_table(res.rows[role].variant) if role in res.rows else []
+            if strata:
+                out.append(f"Per class, {role} run: test faces with and without a copy in train (accuracy pooled "
+                           "over seeds; faces per seed):")
+                out.append("")
+                out += md_table(["class", "faces with a copy", "acc (copy)", "faces without", "acc (no copy)",
+                                 "copy − no copy (pp)"], strata)
+                out.append("")
     audits = _audit_by_protocol(exp.meta)
     if audits:
         arows = []
@@ -279,4 +306,5 @@ def leak_bars_data(res: LeakResult) -> list[tuple[str, str, float, float, float]
     return out
 
 
-__all__ = ["LeakResult", "RoleRow", "leak_audit", "roles_for", "section_leakage", "leak_bars_data"]
+__all__ = ["LeakResult", "RoleRow", "leak_audit", "per_class_table", "roles_for", "section_leakage",
+           "leak_bars_data"]

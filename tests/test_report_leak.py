@@ -101,6 +101,11 @@ def test_leak_section_and_duplicate_aware_column(leak_exp: Path):
     assert ("The same at a common class mix (each class's copied minus not-copied accuracy, Mantel-Haenszel "
             "weighted; Fear left out, absent from one subset): "
             "+30.00 pp [-46.24, +100.00]") in sect
+    # its strata, pooled over the two seeds: Angry copied 17/20, not copied 11/20; Fear copied only
+    strata = sect.split("Per class, leaky run")[1]
+    assert row(strata, "Angry") == ["Angry", "10", "85.00", "10", "55.00", "+30.00"]
+    assert row(strata, "Fear") == ["Fear", "5", "100.00", "0", "—", "—"]
+    assert "Per class, control run" not in sect  # the control's trials record no per-class counts
     assert "mixes a different class mix" in sect and "14.29%" in sect
     assert "(figures/leak.png)" in report and (leak_exp / "figures" / "leak.png").exists()
     # the duplicate-aware figure: test accuracy on faces with no copy in train, beside the full-set figure
