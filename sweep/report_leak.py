@@ -84,7 +84,10 @@ def _class_counts(t, subset: str) -> tuple[list, list] | None:
     if not isinstance(sub, dict):
         return None
     n, correct = sub.get("per_class_n"), sub.get("per_class_correct")
-    return (n, correct) if isinstance(n, list) and isinstance(correct, list) else None
+    ok = lambda xs: (isinstance(xs, list) and len(xs) == len(CLASS_NAMES)  # noqa: E731
+                     and all(isinstance(x, int) and x >= 0 for x in xs))
+    # a malformed pair counts as not recorded: the headline says over how many trials the gap was paired
+    return (n, correct) if ok(n) and ok(correct) and all(c <= k for c, k in zip(correct, n)) else None
 
 
 def within_class(v: Variant) -> tuple[Difference, tuple[str, ...]]:

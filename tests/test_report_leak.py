@@ -115,3 +115,24 @@ def test_leak_section_and_duplicate_aware_column(leak_exp: Path):
     # the claims use the unbalanced official run, never the oversampled control
     claim5 = evaluate_claims(group_variants(load_experiment(leak_exp)))[4]
     assert claim5.ours.startswith("test 61.00")
+
+
+class _Trial:  # just what the per-class reader uses of report_load.Trial
+    def __init__(self, copy: dict):
+        self.subsets = {"copy_in_train": copy}
+
+    def split_metrics(self, split: str) -> dict:
+        return {"subsets": self.subsets}
+
+
+def test_malformed_per_class_counts_count_as_not_recorded():
+    from sweep.report_leak import _class_counts
+
+    good = {"per_class_n": [2, 1, 0, 0, 0, 0, 0], "per_class_correct": [1, 1, 0, 0, 0, 0, 0]}
+    assert _class_counts(_Trial(good), "copy_in_train") == (good["per_class_n"], good["per_class_correct"])
+    assert _class_counts(_Trial(good), "no_copy_in_train") is None
+    for bad in ({"per_class_n": [2, 1], "per_class_correct": [1, 1]},  # not one count per class
+                {"per_class_n": [2, 1, 0, 0, 0, 0, 0], "per_class_correct": [3, 1, 0, 0, 0, 0, 0]},  # 3 of 2 right
+                {"per_class_n": [2, -1, 0, 0, 0, 0, 0], "per_class_correct": [1, 0, 0, 0, 0, 0, 0]},
+                {"per_class_n": "2,1", "per_class_correct": [1, 1, 0, 0, 0, 0, 0]}):
+        assert _class_counts(_Trial(bad), "copy_in_train") is None
