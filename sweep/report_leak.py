@@ -247,8 +247,8 @@ def section_leakage(exp: Experiment, variants: Sequence[Variant]) -> list[str]:
                     out.append(f"- The same at a common class mix (each class's copied minus not-copied accuracy, "
                                f"Mantel-Haenszel weighted{left}): {fmt_diff(lk.within_class)} (paired over "
                                f"{lk.within_class.n_pairs} trial(s)). Within a class, which faces have a copy is "
-                               "left to the oversampling and the split, so this gap measures memorisation, not class "
-                               "difficulty.")
+                               "mostly left to the random oversampling and split (FER-2013's own duplicates aside), "
+                               "so this gap estimates memorisation rather than class difficulty.")
                 else:
                     out.append("- The same within each class: not available (its trials do not record per-class "
                                "counts per subset, written before 2026-12-03).")
