@@ -71,6 +71,7 @@ class RoleRow:
     copy_minus_nocopy: Difference  # paired within each trial (same model, same test split)
     within_class: Difference  # the same at a common class mix (Mantel-Haenszel over classes)
     classes_left_out: tuple[str, ...]  # classes with faces in one subset only (in some trial): no pair
+    strata: list  # per_class_table's rows; [] when no trial records per-class counts
     missing_subsets: int  # completed trials without metrics.test.subsets
 
 
@@ -90,27 +91,28 @@ def _class_counts(t, subset: str) -> tuple[list, list] | None:
     return (n, correct) if ok(n) and ok(correct) and all(c <= k for c, k in zip(correct, n)) else None
 
 
-def within_class(v: Variant) -> tuple[Difference, tuple[str, ...]]:
-    """Copied minus not-copied test accuracy at a common class mix, paired over the trials recording
-    per-class counts, and the classes that could not be compared (absent from one subset)."""
+def subset_counts(v: Variant) -> list[tuple[tuple[list, list], tuple[list, list]]]:
+    """((n, correct) copied, (n, correct) not copied) per class, for each trial that records both."""
+    counts = ((_class_counts(t, SUBSETS[0]), _class_counts(t, SUBSETS[1])) for t in v.done)
+    return [(c, n) for c, n in counts if c is not None and n is not None]
+
+
+def within_class(counts) -> tuple[Difference, tuple[str, ...]]:
+    """Copied minus not-copied test accuracy at a common class mix, paired over the trials (`subset_counts`),
+    and the classes that could not be compared (absent from one subset)."""
     pairs, left_out = [], set()
-    for t in v.done:
-        copy, nocopy = _class_counts(t, SUBSETS[0]), _class_counts(t, SUBSETS[1])
-        if copy is None or nocopy is None:
-            continue
+    for copy, nocopy in counts:
         acc = stats.stratified_accuracies(*copy, *nocopy)
         if acc is not None:
             pairs.append(acc)
         left_out |= {i for i, (a, b) in enumerate(zip(copy[0], nocopy[0])) if bool(a) != bool(b)}
-    names = tuple(CLASS_NAMES[i] if i < len(CLASS_NAMES) else str(i) for i in sorted(left_out))
+    names = tuple(CLASS_NAMES[i] for i in sorted(left_out))
     return stats.paired([a for a, _ in pairs], [b for _, b in pairs], clip=DIFF_CLIP), names
 
 
-def per_class_table(v: Variant) -> list[list]:
+def per_class_table(counts) -> list[list]:
     """Rows of the within-class comparison's strata: per class, faces per seed and pooled accuracy of each
-    subset over the trials that record per-class counts; [] when none does."""
-    counts = [(c, n) for c, n in ((_class_counts(t, SUBSETS[0]), _class_counts(t, SUBSETS[1])) for t in v.done)
-              if c is not None and n is not None]
+    subset over the trials (`subset_counts`); [] when no trial records per-class counts."""
     if not counts:
         return []
     rows = []
@@ -129,10 +131,11 @@ def role_row(role: str, v: Variant) -> RoleRow:
     within = stats.paired([t.metric("test", "acc", SUBSETS[0]) for t in with_both],
                           [t.metric("test", "acc", SUBSETS[1]) for t in with_both], clip=DIFF_CLIP)
     missing = sum(1 for t in v.done if not isinstance(t.split_metrics("test").get("subsets"), dict))
+    counts = subset_counts(v)
     return RoleRow(role, v, len(v.done), test_majority(v), s("acc"), s("macro_recall"),
                    _mean_n(v, SUBSETS[0]), s("acc", SUBSETS[0]), s("macro_recall", SUBSETS[0]),
                    _mean_n(v, SUBSETS[1]), s("acc", SUBSETS[1]), s("macro_recall", SUBSETS[1]),
-                   within, *within_class(v), missing)
+                   within, *within_class(counts), per_class_table(counts), missing)
 
 
 @dataclass(frozen=True)
@@ -267,14 +270,13 @@ def section_leakage(exp: Experiment, variants: Sequence[Variant]) -> list[str]:
             "of the oversampled minority classes), so their raw gap mixes class difficulty into memorisation; "
             "the within-class column compares them class by class instead.")
         out.append("")
-        for role in ROLES:
-            strata = per_class_table(res.rows[role].variant) if role in res.rows else []
-            if strata:
+        for role, r in res.rows.items():
+            if r.strata:
                 out.append(f"Per class, {role} run: test faces with and without a copy in train (accuracy pooled "
                            "over seeds; faces per seed):")
                 out.append("")
                 out += md_table(["class", "faces with a copy", "acc (copy)", "faces without", "acc (no copy)",
-                                 "copy − no copy (pp)"], strata)
+                                 "copy − no copy (pp)"], r.strata)
                 out.append("")
     audits = _audit_by_protocol(exp.meta)
     if audits:
@@ -309,5 +311,5 @@ def leak_bars_data(res: LeakResult) -> list[tuple[str, str, float, float, float]
     return out
 
 
-__all__ = ["LeakResult", "RoleRow", "leak_audit", "per_class_table", "roles_for", "section_leakage",
+__all__ = ["LeakResult", "RoleRow", "leak_audit", "per_class_table", "roles_for", "section_leakage", "subset_counts",
            "leak_bars_data"]
