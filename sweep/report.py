@@ -165,7 +165,7 @@ def render_report(exp: Experiment, out_dir: Path, shared: Counterpart | None = N
         lines += _guarded("The study's claims", section_claims, exp, variants, out_dir)
         lines += _guarded("The study's table beside ours", section_paper, exp, variants)
     if shared is not None:
-        lines += _guarded("Sensitivity to the nuisance setting", section_sensitivity, exp, variants, shared)
+        lines += _guarded("Sensitivity", section_sensitivity, exp, variants, shared)
     lines += _guarded("Per-seed results", section_per_seed, exp, variants)
     lines += _guarded("Leakage audit", section_leakage, exp, variants)
     if any(v.protocol == LEAKY for v in variants):
@@ -255,10 +255,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="copy the experiment's small raw files (sweep_meta.json and every trial's params, per-epoch "
                          "results, final metrics and errors; no checkpoints or event files) into the new folder DIR "
                          "and build the report there: a folder to commit that rebuilds with `python -m sweep.report DIR`")
-    ap.add_argument("--shared", default=None, metavar="DIR",
+    ap.add_argument("--shared", "--against", dest="shared", default=None, metavar="DIR",
                     help="the same grid run with one nuisance setting for every variant (EXPERIMENT_DIR being the run "
-                         "with a `tune:` block, say): adds a section that reads every comparison and claim in both "
-                         f"runs side by side; with --export its raw files go to DIR/{SHARED_DIR}/, where rebuilds find them")
+                         "with a `tune:` block, say), or run at another value of any setting (input size, epochs): "
+                         "adds a section that reads every comparison and claim in both runs side by side, naming the "
+                         f"settings that differ; with --export its raw files go to DIR/{SHARED_DIR}/, where rebuilds "
+                         "find them")
     args = ap.parse_args(argv)
     try:
         exp_dir = args.experiment_dir

@@ -1,5 +1,6 @@
-"""Whether the verdicts depend on the nuisance setting: one grid run twice, with one nuisance setting shared by
-every variant and with each variant's own tuned values (a grid's `tune:` block), read line by line.
+"""Whether the verdicts depend on a setting: one grid run twice, read line by line. Either with one nuisance
+setting shared by every variant and with each variant's own tuned values (a grid's `tune:` block), or at two
+values of any constant setting (input size, epochs, learning rate).
 
 The tuning playbook compares each variant at its own best nuisance setting (a learning rate that suits the
 baseline may starve a variant without batch norm). When a reading changes between the two runs, the verdict
@@ -50,13 +51,26 @@ def find_counterpart(exp: Experiment, given: str | Path | None = None) -> Counte
     return Counterpart(other, group_variants(other), where)
 
 
-def setting(exp: Experiment, keys: Sequence[str]) -> str:
-    """`tuned` or `shared train.lr=0.001` (the values of the keys the other run tuned)."""
+def _constants(exp: Experiment) -> dict:
+    return {**(exp.meta.get("nuisance") or {}), **(exp.meta.get("constants") or {})}
+
+
+def setting(exp: Experiment, keys: Sequence[str], *, tuned: bool = True) -> str:
+    """`tuned` or `shared train.lr=0.001` (the values of the keys the other run tuned); with `tuned=False` (neither
+    run tuned anything) the values of the settings that differ, e.g. `data.input_size=48`."""
     if tuned_keys(exp.meta):
         return "tuned"
-    consts = {**(exp.meta.get("nuisance") or {}), **(exp.meta.get("constants") or {})}
+    consts = _constants(exp)
+    if not tuned:
+        return ", ".join(f"{k}={consts.get(k, 'unset')}" for k in keys) or "the same settings"
     vals = ", ".join(f"{k}={consts[k]}" for k in keys if k in consts)
     return f"shared {vals}".strip()
+
+
+def differing_settings(a: Experiment, b: Experiment) -> list[str]:
+    """The constant settings (dotted keys) whose values differ between two runs, in `a`'s order, then `b`'s."""
+    ca, cb = _constants(a), _constants(b)
+    return [k for k in dict.fromkeys([*ca, *cb]) if ca.get(k) != cb.get(k)]
 
 
 def change(here: str, there: str) -> str:
@@ -79,15 +93,20 @@ def _comparison_rows(exp: Experiment, variants: Sequence[Variant]) -> dict[tuple
 
 
 def section_sensitivity(exp: Experiment, variants: Sequence[Variant], other: Counterpart) -> list[str]:
-    keys = tuned_keys(exp.meta) or tuned_keys(other.exp.meta)
-    here, there = setting(exp, keys), setting(other.exp, keys)
-    out = ["## Sensitivity to the nuisance setting", "",
+    tuned = tuned_keys(exp.meta) or tuned_keys(other.exp.meta)
+    keys = tuned or differing_settings(exp, other.exp)
+    here, there = setting(exp, keys, tuned=bool(tuned)), setting(other.exp, keys, tuned=bool(tuned))
+    what = "the nuisance setting" if tuned else ", ".join(keys) or "nothing in the settings (a replication)"
+    out = [f"## Sensitivity to {'the nuisance setting' if tuned else 'the setting'}", "",
            f"The same grid run twice: this experiment ({here}) and {other.where} "
            f"(`{other.exp.meta.get('name', other.exp.path.name)}`, {there}). Each comparison of the section "
            "*Differences from the reference level*, computed the same way in both runs (paired t-test over shared "
            "seeds, Holm within each run), side by side. A reading that **reverses** (higher in one run, lower in "
-           "the other) depends on the nuisance setting; a change between a decisive reading and inconclusive or tie "
+           f"the other) depends on {what}; a change between a decisive reading and inconclusive or tie "
            "may be the intervals' width alone.", ""]
+    hosts = [(e.meta.get("hardware") or {}).get("kind") for e in (exp, other.exp)]
+    if all(hosts) and hosts[0] != hosts[1]:  # e.g. bf16 on one, fp32 on the other: a difference of its own
+        out += [f"The two ran on different kinds of host: {hosts[0]} here, {hosts[1]} there.", ""]
     mine, theirs = _comparison_rows(exp, variants), _comparison_rows(other.exp, other.variants)
     rows, changed, reversed_ = [], 0, 0
     for key in list(mine) + [k for k in theirs if k not in mine]:

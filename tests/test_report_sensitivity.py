@@ -84,3 +84,29 @@ def test_a_counterpart_of_another_grid_is_refused_before_anything_is_written(tmp
     assert not dest.exists() and not (tuned / "report.md").exists()
     assert main([str(tuned), "--shared", str(tmp_path / "missing")]) == 2
     assert "missing: experiment folder does not exist" in capsys.readouterr().err
+
+
+def test_two_runs_at_different_settings_name_the_settings_that_differ_and_the_hosts(tmp_path, capsys):
+    # neither run tuned anything: the section names what differs between them (input size, epochs), not "tuned"
+    small = _run(tmp_path, "px32", {"baseline": 0.50, "no_batchnorm": 0.45, "no_dropout": 0.55},
+                 {m: 0.001 for m in SCI["model.name"]},
+                 constants={"data.input_size": 32, "train.epochs": 8, "train.lr": 0.001},
+                 hardware={"kind": "CPU with native bf16"})
+    large = _run(tmp_path, "px48", {"baseline": 0.52, "no_batchnorm": 0.53, "no_dropout": 0.57},
+                 {m: 0.001 for m in SCI["model.name"]},
+                 constants={"data.input_size": 48, "train.epochs": 8, "train.lr": 0.001, "data.new_key": 1},
+                 hardware={"kind": "CPU without native bf16"})
+    dest = tmp_path / "committed"
+    assert main([str(large), "--against", str(small), "--export", str(dest)]) == 0
+    sec = section((dest / "report.md").read_text(), "Sensitivity to the setting")
+    assert "this experiment (data.input_size=48, data.new_key=1)" in sec
+    assert "(`px32`, data.input_size=32, data.new_key=unset)" in sec  # a key one run lacks is named, not hidden
+    assert "depends on data.input_size, data.new_key;" in sec and "tuned" not in sec
+    assert "different kinds of host: CPU without native bf16 here, CPU with native bf16 there." in sec
+    bn = row(sec, "no_batchnorm")  # +1 pp at 48 px, -5 pp at 32 px
+    assert bn[3].startswith("+1.00 pp [") and bn[4].startswith("-5.00 pp [") and bn[5] == "**reverses**"
+    assert row(sec, "no_dropout")[5] == "no"
+    claim1 = row(sec, "1")
+    assert claim1[3:6] == ["holds", "does not hold", "**reverses**"]  # its direction (no batch norm is better)
+    build_report(dest)  # rebuilt from the exported folder: the same section
+    assert section((dest / "report.md").read_text(), "Sensitivity to the setting") == sec
