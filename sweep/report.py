@@ -34,8 +34,8 @@ from pathlib import Path
 from sweep.report_axes import section_comparisons
 from sweep.report_format import md_table, pct
 from sweep.report_leak import section_leakage
-from sweep.report_load import (LEAKY, TRIAL_FILES, Experiment, ReportError, Variant, _num, group_variants,  # noqa: F401
-                               load_experiment)
+from sweep.report_load import (LEAKY, POOLED_DIR, TRIAL_FILES, Experiment, ReportError, Variant, _num,  # noqa: F401
+                               group_variants, load_experiment)
 from sweep.report_search import section_search
 from sweep.report_sensitivity import SHARED_DIR, Counterpart, find_counterpart, section_sensitivity
 from sweep.report_study import is_study_ablation, section_claims, section_paper
@@ -82,6 +82,10 @@ def section_repro(exp: Experiment) -> list[str]:
             out.append(f"- {block}: " + ", ".join(f"{k} `{v[k]}`" for k in sorted(v)))
         else:
             out.append(f"- {block}: {v if v else '—'}")
+    for run in meta.get("pooled") or []:
+        out.append(f"- pooled run `{run.get('name')}` (trials in `{run['folder']}/`, {run['trials']}): commit "
+                   f"`{run.get('git_commit') or '—'}`, {run.get('started') or '—'} to {run.get('finished') or '—'}, "
+                   f"host {run.get('host') or '—'}")
     walls = [t.wall_s for t in exp.trials if t.wall_s is not None]
     total_h = sum(walls) / 3600
     cpu, gpu = _resources(meta)
@@ -94,7 +98,7 @@ def section_repro(exp: Experiment) -> list[str]:
                    f"({total_h:.2f} trial-hours over {len(walls)} trial(s))")
     shown = {"name", "command", "git_commit", "profile", "grid", "data_sha256", "data", "started", "finished",
              "resources_per_trial", "hardware", "versions", "data_audit", "search", "scientific", "nuisance", "fixed",
-             "description"}
+             "description", "pooled"}
     rest = {k: v for k, v in meta.items() if k not in shown}
     if rest:
         out.append("- other metadata: " + ", ".join(
@@ -197,17 +201,20 @@ def _remove_stale_figures(fig_dir: Path) -> None:
             p.unlink()
 
 
-def build_report(exp_dir: str | Path, out: str | Path | None = None, shared: str | Path | None = None) -> Path:
+def build_report(exp_dir: str | Path, out: str | Path | None = None, shared: str | Path | None = None,
+                 pool: Sequence[str | Path] = ()) -> Path:
     """Write the report for `exp_dir` to `out` (default `<exp_dir>/report.md`), figures in `figures/` beside it.
     `shared` (default: `<exp_dir>/shared/` when it holds an experiment) is the same grid run with other nuisance
-    settings, read beside this one in a sensitivity section (sweep.report_sensitivity).
+    settings, read beside this one in a sensitivity section (sweep.report_sensitivity). `pool` are further runs of
+    the same grid at the same settings whose trials join this one's (as do those in `<exp_dir>/pooled/`).
 
     Raises ReportError when `exp_dir` (or `shared`) is not an experiment folder (missing, no trial folders, no
-    sweep_meta.json), when a variant has duplicate seeds, when `shared` ran other scientific axes, or when `out` is
+    sweep_meta.json), when a variant has duplicate seeds, when `shared` ran other scientific axes, when a pooled run
+    differs in grid, data or settings, or when `out` is
     an existing report built from more trials than `exp_dir` holds now. Returns the path of the written markdown
     file.
     """
-    exp = load_experiment(exp_dir)
+    exp = load_experiment(exp_dir, pool)
     counterpart = find_counterpart(exp, shared)
     out_path = Path(out) if out is not None else exp.path / "report.md"
     if out_path.exists() and out_path.is_dir():
@@ -244,6 +251,8 @@ def export_raw(exp_dir: str | Path, dest: str | Path) -> Path:
         shutil.copy2(f, target)
     if (src / SHARED_DIR / "sweep_meta.json").is_file():  # an exported folder's counterpart travels with it
         export_raw(src / SHARED_DIR, dest / SHARED_DIR)
+    for run in sorted(p.parent for p in (src / POOLED_DIR).glob("*/sweep_meta.json")):  # and its pooled runs
+        export_raw(run, dest / POOLED_DIR / run.name)
     return dest
 
 
@@ -261,18 +270,29 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "adds a section that reads every comparison and claim in both runs side by side, naming the "
                          f"settings that differ; with --export its raw files go to DIR/{SHARED_DIR}/, where rebuilds "
                          "find them")
+    ap.add_argument("--pool", action="append", default=[], metavar="DIR",
+                    help="a further run of the same grid on the same data at the same settings (more seeds run later, "
+                         "say): its trials join EXPERIMENT_DIR's; refused when a setting differs or a seed repeats; "
+                         f"with --export its raw files go to DIR/{POOLED_DIR}/<its folder name>/ (repeatable)")
     args = ap.parse_args(argv)
     try:
         exp_dir = args.experiment_dir
         if args.export:
             if args.out:
                 raise ReportError("--export builds DIR/report.md; it cannot be combined with --out")
-            if args.shared:  # refused before anything is copied
-                find_counterpart(load_experiment(args.experiment_dir), args.shared)
+            names = [Path(p).resolve().name for p in args.pool]
+            if len(set(names)) < len(names):
+                raise ReportError(f"--pool: two runs share a folder name ({', '.join(names)}); each goes to "
+                                  f"{args.export}/{POOLED_DIR}/<name>/")
+            group_variants(exp := load_experiment(args.experiment_dir, args.pool))  # refused before anything is copied
+            if args.shared:
+                find_counterpart(exp, args.shared)
             exp_dir = export_raw(args.experiment_dir, args.export)
             if args.shared:
                 export_raw(args.shared, Path(exp_dir) / SHARED_DIR)
-        path = build_report(exp_dir, args.out, None if args.export else args.shared)
+            for run, name in zip(args.pool, names):
+                export_raw(run, Path(exp_dir) / POOLED_DIR / name)
+        path = build_report(exp_dir, args.out, None if args.export else args.shared, () if args.export else args.pool)
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

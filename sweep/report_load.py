@@ -3,7 +3,8 @@
 `load_experiment(dir)` reads `sweep_meta.json` and every trial folder; it refuses (ReportError) a folder
 that is not an experiment: missing, without trial folders or without `sweep_meta.json`. One odd trial
 never sinks the report: what was wrong is kept in `Trial.problems`. `group_variants` groups trials by
-every varying non-seed key and refuses two trials of one variant with the same seed.
+every varying non-seed key and refuses two trials of one variant with the same seed. `pool_runs` joins
+later runs of the same grid, data and settings (more seeds) to a run, refusing one whose settings differ.
 
 Every `result.json` row is checked against the pinned format: an `epoch` that is a positive integer and
 numbers for the metric keys (`train/*`, `val/*`, `final/*`, METRIC_KEYS). A row that fails is a problem of
@@ -40,6 +41,7 @@ SEED_KEYS = ("seed",)  # plus any key ending in ".seed"
 SUBSETS = ("copy_in_train", "no_copy_in_train")  # final.json metrics.test.subsets
 ACC_CLIP = (0.0, 1.0)  # intervals of accuracies (fractions) stay inside [0, 1]
 TRIAL_FILES = ("params.json", "result.json", "final.json", "error.txt")
+POOLED_DIR = "pooled"  # further runs of the same grid and settings (more seeds), one folder each
 LABEL_DEFAULTS = {("data.balance", "none")}
 TRAIN_KEYS = ("train/loss", "train/acc")  # a row with either is a trained epoch; a closing row has neither
 METRIC_PREFIXES = ("train/", "val/", "final/")
@@ -343,12 +345,21 @@ class Experiment:
     epochs: pd.DataFrame = field(default_factory=empty_epochs, repr=False, compare=False)  # epoch_frame(trials)
 
 
-def load_experiment(exp_dir: str | Path) -> Experiment:
-    """Read sweep_meta.json and every trial folder (a sub-folder holding any of TRIAL_FILES).
+def load_experiment(exp_dir: str | Path, pool: Sequence[str | Path] = ()) -> Experiment:
+    """Read sweep_meta.json and every trial folder (a sub-folder holding any of TRIAL_FILES), pooled with the
+    runs in its own `pooled/` folder and the runs in `pool` (pool_runs).
 
-    Raises ReportError for a folder that is missing, holds no trial folders, or has no sweep_meta.json.
+    Raises ReportError for a folder that is missing, holds no trial folders, or has no sweep_meta.json, and for
+    a pooled run of another grid, data or settings.
     """
-    path = Path(exp_dir)
+    exp = _load_one(Path(exp_dir))
+    inside = sorted(p.parent for p in (exp.path / POOLED_DIR).glob("*/sweep_meta.json"))
+    others = [(_load_one(p), f"{POOLED_DIR}/{p.name}") for p in inside]
+    others += [(_load_one(Path(p)), str(p)) for p in pool]
+    return pool_runs(exp, others) if others else exp
+
+
+def _load_one(path: Path) -> Experiment:
     if not path.is_dir():
         raise ReportError(f"{path}: experiment folder does not exist (expected <storage>/<name>/)")
     subs = sorted(p for p in path.iterdir() if p.is_dir())
@@ -375,11 +386,56 @@ def load_experiment(exp_dir: str | Path) -> Experiment:
             trials.append(load_trial(sub))
         except Exception as exc:  # one odd trial must not sink the report
             trials.append(Trial(name=sub.name, path=sub, problems=[f"could not be read: {exc!r}"]))
+    return Experiment(path, meta, trials, problems, _attach_epochs(trials))
+
+
+def _attach_epochs(trials: Sequence[Trial]) -> pd.DataFrame:
+    """The experiment's epoch frame; each trial gets its slice."""
     epochs = epoch_frame(trials)
     by_trial = dict(iter(epochs.groupby("trial", sort=False)))
     for t in trials:
         t.epochs = by_trial.get(t.name, epochs.iloc[:0])
-    return Experiment(path, meta, trials, problems, epochs)
+    return epochs
+
+
+# ----------------------------------------------------------------------------- pooling runs
+
+
+def constants(exp: Experiment) -> dict:
+    """The settings every trial of a run shared (sweep_meta.json `nuisance` and `constants`)."""
+    return {**(exp.meta.get("nuisance") or {}), **(exp.meta.get("constants") or {})}
+
+
+def differing_settings(a: Experiment, b: Experiment) -> list[str]:
+    """The constant settings (dotted keys) whose values differ between two runs, in `a`'s order, then `b`'s."""
+    ca, cb = constants(a), constants(b)
+    return [k for k in dict.fromkeys([*ca, *cb]) if ca.get(k) != cb.get(k)]
+
+
+def pool_runs(exp: Experiment, others: Sequence[tuple[Experiment, str]]) -> Experiment:
+    """`exp` with the trials of further runs of the same grid on the same data at the same settings (more seeds
+    run later, say), each given with the folder the report names it by. Their trials are named
+    `<folder>/<trial dir>`; sweep_meta.json `pooled` lists the runs. Seeds still run once per variant
+    (group_variants). Raises ReportError naming what differs."""
+    trials, problems, runs = list(exp.trials), list(exp.problems), []
+    for other, where in others:
+        for key in ("grid", "data_sha256"):
+            if other.meta.get(key) != exp.meta.get(key):
+                raise ReportError(f"pooled run {where}: its {key} ({other.meta.get(key)}) differs from "
+                                  f"{exp.path.name}'s ({exp.meta.get(key)}); pooling joins runs of one grid on one data file")
+        if diff := differing_settings(exp, other):
+            mine, theirs = constants(exp), constants(other)
+            raise ReportError(f"pooled run {where}: settings differ from {exp.path.name}'s: " + ", ".join(
+                f"{k}={theirs.get(k, 'unset')} vs {mine.get(k, 'unset')}" for k in diff)
+                + " (read runs at different settings side by side with --against)")
+        for t in other.trials:
+            t.name = f"{where}/{t.name}"
+        trials += other.trials
+        problems += [f"{where}: {p}" for p in other.problems]
+        runs.append({"folder": where, "trials": len(other.trials),
+                     **{k: other.meta.get(k) for k in ("name", "command", "git_commit", "started", "finished")},
+                     "host": (other.meta.get("hardware") or {}).get("kind")})
+    return Experiment(exp.path, {**exp.meta, "pooled": runs}, trials, problems, _attach_epochs(trials))
 
 
 # ----------------------------------------------------------------------------- grouping

@@ -18,7 +18,8 @@ from sweep import stats
 from sweep.report_axes import axis_families, scientific_axes
 from sweep.report_claims import evaluate_claims, reading
 from sweep.report_format import fmt_interval, md_table
-from sweep.report_load import Experiment, ReportError, Variant, group_variants, load_experiment, tuned_keys
+from sweep.report_load import (Experiment, ReportError, Variant, constants, differing_settings, group_variants,
+                               load_experiment, tuned_keys)
 from sweep.report_study import is_study_ablation
 
 SHARED_DIR = "shared"  # where an exported experiment keeps its shared-setting counterpart
@@ -51,26 +52,16 @@ def find_counterpart(exp: Experiment, given: str | Path | None = None) -> Counte
     return Counterpart(other, group_variants(other), where)
 
 
-def _constants(exp: Experiment) -> dict:
-    return {**(exp.meta.get("nuisance") or {}), **(exp.meta.get("constants") or {})}
-
-
 def setting(exp: Experiment, keys: Sequence[str], *, tuned: bool = True) -> str:
     """`tuned` or `shared train.lr=0.001` (the values of the keys the other run tuned); with `tuned=False` (neither
     run tuned anything) the values of the settings that differ, e.g. `data.input_size=48`."""
     if tuned_keys(exp.meta):
         return "tuned"
-    consts = _constants(exp)
+    consts = constants(exp)
     if not tuned:
         return ", ".join(f"{k}={consts.get(k, 'unset')}" for k in keys) or "the same settings"
     vals = ", ".join(f"{k}={consts[k]}" for k in keys if k in consts)
     return f"shared {vals}".strip()
-
-
-def differing_settings(a: Experiment, b: Experiment) -> list[str]:
-    """The constant settings (dotted keys) whose values differ between two runs, in `a`'s order, then `b`'s."""
-    ca, cb = _constants(a), _constants(b)
-    return [k for k in dict.fromkeys([*ca, *cb]) if ca.get(k) != cb.get(k)]
 
 
 def change(here: str, there: str) -> str:

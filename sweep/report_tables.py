@@ -99,10 +99,20 @@ def section_header(exp: Experiment, variants: Sequence[Variant]) -> list[str]:
     for r in meta.get("resumes") or []:  # an interrupted sweep continued with --resume
         out.append(f"{r.get('command')}    # resumed {r.get('at', '')}"
                    + (f" at commit {r['git_commit'][:12]}" if r.get("git_commit") else ""))
+    pooled = meta.get("pooled") or []
+    for run in pooled:  # further seeds run later at the same settings
+        out.append(f"{run.get('command') or '(command not recorded)'}    # pooled: trials in {run['folder']}/")
     out += ["```", ""]
     if meta.get("description"):
         out.append(f"- description: {meta['description']}")
     out.append(f"- experiment folder: `{exp.path.name}` (trial folders below are named relative to it)")
+    if pooled:
+        hosts = [(meta.get("hardware") or {}).get("kind")] + [run.get("host") for run in pooled]
+        folders = ", ".join(f"`{run['folder']}/`" for run in pooled)
+        out.append(f"- pooled: {len(pooled) + 1} runs of this grid at the same settings, their trials read as one "
+                   f"experiment ({folders} beside this folder's own)"
+                   + ("" if len(set(hosts)) == 1 else
+                      f"; they ran on different kinds of host: {'; '.join(str(h) for h in dict.fromkeys(hosts))}"))
     out.append(f"- grid: `{_meta_get(meta, 'grid') or '—'}`; profile: `{_meta_get(meta, 'profile') or '—'}`")
     status = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     out.append(f"- trials: {len(exp.trials)} ({status}); variants: {len(variants)}")
