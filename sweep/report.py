@@ -210,9 +210,8 @@ def build_report(exp_dir: str | Path, out: str | Path | None = None, shared: str
 
     Raises ReportError when `exp_dir` (or `shared`) is not an experiment folder (missing, no trial folders, no
     sweep_meta.json), when a variant has duplicate seeds, when `shared` ran other scientific axes, when a pooled run
-    differs in grid, data or settings, or when `out` is
-    an existing report built from more trials than `exp_dir` holds now. Returns the path of the written markdown
-    file.
+    differs in grid, data or settings, or when `out` is an existing report built from more trials than `exp_dir`
+    holds now. Returns the path of the written markdown file.
     """
     exp = load_experiment(exp_dir, pool)
     counterpart = find_counterpart(exp, shared)

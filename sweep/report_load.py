@@ -423,6 +423,9 @@ def pool_runs(exp: Experiment, others: Sequence[tuple[Experiment, str]]) -> Expe
             if other.meta.get(key) != exp.meta.get(key):
                 raise ReportError(f"pooled run {where}: its {key} ({other.meta.get(key)}) differs from "
                                   f"{exp.path.name}'s ({exp.meta.get(key)}); pooling joins runs of one grid on one data file")
+        if other.meta.get("tuning") != exp.meta.get("tuning"):
+            raise ReportError(f"pooled run {where}: its tuned nuisance values (sweep_meta.json `tuning`) differ from "
+                              f"{exp.path.name}'s; pooling joins runs whose trials ran at the same settings")
         if diff := differing_settings(exp, other):
             mine, theirs = constants(exp), constants(other)
             raise ReportError(f"pooled run {where}: settings differ from {exp.path.name}'s: " + ", ".join(

@@ -69,6 +69,9 @@ def test_a_pooled_run_at_other_settings_of_another_grid_or_with_a_repeated_seed_
     (later / "sweep_meta.json").write_text(json.dumps({**meta, "grid": "ablation"}))
     with pytest.raises(ReportError, match="its grid \\(ablation\\) differs from first's \\(components\\)"):
         load_experiment(first, [later])
+    (later / "sweep_meta.json").write_text(json.dumps({**meta, "tuning": {"space": {"train.lr": [0.001, 0.003]}}}))
+    with pytest.raises(ReportError, match="its tuned nuisance values .* differ from first's"):
+        load_experiment(first, [later])
     (later / "sweep_meta.json").write_text(json.dumps(meta))
     again = tmp_path / "again"
     shutil.copytree(later, again)
