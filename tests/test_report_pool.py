@@ -1,6 +1,6 @@
 """Pooling runs: more seeds of one grid run later join the first run's trials in one report; a run at other
 settings, of another grid or repeating a seed is refused; the pooled runs travel with an export. Real trial
-files: the committed 48x48 component ablation, split by seed into two runs."""
+files: the committed 48x48 component ablation's first run (12 trials), split by seed into two runs."""
 from __future__ import annotations
 
 import json
@@ -18,7 +18,7 @@ LATER_SEED = 2
 
 
 def _copy(dest: Path) -> Path:
-    shutil.copytree(COMMITTED, dest, ignore=shutil.ignore_patterns("shared", "figures", "report.md"))
+    shutil.copytree(COMMITTED, dest, ignore=shutil.ignore_patterns("shared", POOLED_DIR, "figures", "report.md"))
     return dest
 
 
