@@ -35,7 +35,7 @@ from sweep.report_axes import section_comparisons
 from sweep.report_format import md_table, pct
 from sweep.report_leak import section_leakage
 from sweep.report_load import (LEAKY, POOLED_DIR, TRIAL_FILES, Experiment, ReportError, Variant, _num,  # noqa: F401
-                               group_variants, load_experiment)
+                               group_variants, load_experiment, pooled_in)
 from sweep.report_search import section_search
 from sweep.report_sensitivity import SHARED_DIR, Counterpart, find_counterpart, section_sensitivity
 from sweep.report_study import is_study_ablation, section_claims, section_paper
@@ -250,7 +250,7 @@ def export_raw(exp_dir: str | Path, dest: str | Path) -> Path:
         shutil.copy2(f, target)
     if (src / SHARED_DIR / "sweep_meta.json").is_file():  # an exported folder's counterpart travels with it
         export_raw(src / SHARED_DIR, dest / SHARED_DIR)
-    for run in sorted(p.parent for p in (src / POOLED_DIR).glob("*/sweep_meta.json")):  # and its pooled runs
+    for run in pooled_in(src):  # and its pooled runs
         export_raw(run, dest / POOLED_DIR / run.name)
     return dest
 

@@ -353,10 +353,19 @@ def load_experiment(exp_dir: str | Path, pool: Sequence[str | Path] = ()) -> Exp
     a pooled run of another grid, data or settings.
     """
     exp = _load_one(Path(exp_dir))
-    inside = sorted(p.parent for p in (exp.path / POOLED_DIR).glob("*/sweep_meta.json"))
+    inside = pooled_in(exp.path)
     others = [(_load_one(p), f"{POOLED_DIR}/{p.name}") for p in inside]
     others += [(_load_one(Path(p)), str(p)) for p in pool]
+    for other, where in others:
+        if pooled_in(other.path):  # its own pooled runs would be left out without a word
+            raise ReportError(f"pooled run {where} holds pooled runs of its own in {POOLED_DIR}/; pool those runs "
+                              "directly (one --pool each)")
     return pool_runs(exp, others) if others else exp
+
+
+def pooled_in(path: Path) -> list[Path]:
+    """The runs an experiment folder pools (its `pooled/<run>/` folders holding a sweep_meta.json)."""
+    return sorted(p.parent for p in (path / POOLED_DIR).glob("*/sweep_meta.json"))
 
 
 def _load_one(path: Path) -> Experiment:

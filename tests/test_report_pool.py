@@ -73,6 +73,12 @@ def test_a_pooled_run_at_other_settings_of_another_grid_or_with_a_repeated_seed_
     with pytest.raises(ReportError, match="its tuned nuisance values .* differ from first's"):
         load_experiment(first, [later])
     (later / "sweep_meta.json").write_text(json.dumps(meta))
+    nested = tmp_path / "nested"
+    shutil.copytree(later, nested / POOLED_DIR / "later")
+    shutil.copy(later / "sweep_meta.json", nested / "sweep_meta.json")
+    shutil.copytree(next(later.glob("run_trial_*")), nested / "run_trial_x")
+    with pytest.raises(ReportError, match=f"pooled run {re.escape(str(nested))} holds pooled runs of its own"):
+        load_experiment(first, [nested])
     again = tmp_path / "again"
     shutil.copytree(later, again)
     with pytest.raises(ReportError, match="duplicate seeds .*baseline seed 2 in "):
