@@ -22,7 +22,7 @@ import math
 import re
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -421,6 +421,11 @@ def differing_settings(a: Experiment, b: Experiment) -> list[str]:
     return [k for k in dict.fromkeys([*ca, *cb]) if ca.get(k) != cb.get(k)]
 
 
+def run_host_kind(meta: dict) -> str | None:
+    """The kind of host a run trained on (sweep_meta.json `hardware.kind`: bf16 CPU, AVX2 CPU, GPU)."""
+    return (meta.get("hardware") or {}).get("kind")
+
+
 def pool_runs(exp: Experiment, others: Sequence[tuple[Experiment, str]]) -> Experiment:
     """`exp` with the trials of further runs of the same grid on the same data at the same settings (more seeds
     run later, say), each given with the folder the report names it by. Their trials are named
@@ -440,13 +445,11 @@ def pool_runs(exp: Experiment, others: Sequence[tuple[Experiment, str]]) -> Expe
             raise ReportError(f"pooled run {where}: settings differ from {exp.path.name}'s: " + ", ".join(
                 f"{k}={theirs.get(k, 'unset')} vs {mine.get(k, 'unset')}" for k in diff)
                 + " (read runs at different settings side by side with --against)")
-        for t in other.trials:
-            t.name = f"{where}/{t.name}"
-        trials += other.trials
+        trials += [replace(t, name=f"{where}/{t.name}") for t in other.trials]
         problems += [f"{where}: {p}" for p in other.problems]
         runs.append({"folder": where, "trials": len(other.trials),
                      **{k: other.meta.get(k) for k in ("name", "command", "git_commit", "started", "finished")},
-                     "host": (other.meta.get("hardware") or {}).get("kind")})
+                     "host": run_host_kind(other.meta)})
     return Experiment(exp.path, {**exp.meta, "pooled": runs}, trials, problems, _attach_epochs(trials))
 
 

@@ -19,7 +19,7 @@ from sweep.report_axes import axis_families, scientific_axes
 from sweep.report_claims import evaluate_claims, reading
 from sweep.report_format import fmt_interval, md_table
 from sweep.report_load import (Experiment, ReportError, Variant, constants, differing_settings, group_variants,
-                               load_experiment, tuned_keys)
+                               load_experiment, run_host_kind, tuned_keys)
 from sweep.report_study import is_study_ablation
 
 SHARED_DIR = "shared"  # where an exported experiment keeps its shared-setting counterpart
@@ -95,7 +95,7 @@ def section_sensitivity(exp: Experiment, variants: Sequence[Variant], other: Cou
            "seeds, Holm within each run), side by side. A reading that **reverses** (higher in one run, lower in "
            f"the other) depends on {what}; a change between a decisive reading and inconclusive or tie "
            "may be the intervals' width alone.", ""]
-    hosts = [(e.meta.get("hardware") or {}).get("kind") for e in (exp, other.exp)]
+    hosts = [run_host_kind(e.meta) for e in (exp, other.exp)]
     if all(hosts) and hosts[0] != hosts[1]:  # e.g. bf16 on one, fp32 on the other: a difference of its own
         out += [f"The two ran on different kinds of host: {hosts[0]} here, {hosts[1]} there.", ""]
     mine, theirs = _comparison_rows(exp, variants), _comparison_rows(other.exp, other.variants)

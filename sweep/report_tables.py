@@ -14,7 +14,8 @@ import numpy as np
 from sweep import stats
 from sweep.report_format import fmt_seconds, fmt_summary, md_table, pct
 from sweep.report_leak import leak_audit, leak_bars_data
-from sweep.report_load import LABEL_DEFAULTS, OFFICIAL, Experiment, Trial, Variant, _num, is_search, variant_axes
+from sweep.report_load import (LABEL_DEFAULTS, OFFICIAL, Experiment, Trial, Variant, _num, is_search, run_host_kind,
+                               variant_axes)
 
 try:  # the canonical tuple lives in fer_data (pinned by a test there)
     from fer_data import CLASS_NAMES
@@ -107,7 +108,7 @@ def section_header(exp: Experiment, variants: Sequence[Variant]) -> list[str]:
         out.append(f"- description: {meta['description']}")
     out.append(f"- experiment folder: `{exp.path.name}` (trial folders below are named relative to it)")
     if pooled:
-        hosts = [(meta.get("hardware") or {}).get("kind")] + [run.get("host") for run in pooled]
+        hosts = [run_host_kind(meta)] + [run.get("host") for run in pooled]
         folders = ", ".join(f"`{run['folder']}/`" for run in pooled)
         out.append(f"- pooled: {len(pooled) + 1} runs of this grid at the same settings, their trials read as one "
                    f"experiment ({folders} beside this folder's own)"
