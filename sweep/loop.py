@@ -167,7 +167,8 @@ def train_trial(config: Mapping[str, Any], data: TrialData, report: Report, *, d
         if rank == 0:
             ckpt = Path(tmp)
             final = {"best_epoch": best["epoch"], "epochs_run": cfg.train.epochs,
-                     "params": sum(p.numel() for p in model.parameters()), "precision": prec.name, "metrics": {}}
+                     "params": sum(p.numel() for p in model.parameters()), "precision": prec.name, "metrics": {},
+                     "predictions": {}}
             if speeds is not None:
                 final["precision_images_per_s"] = speeds  # what `auto` measured before it chose
             t_eval = time.perf_counter()
@@ -177,6 +178,8 @@ def train_trial(config: Mapping[str, Any], data: TrialData, report: Report, *, d
                 x, y = on_device(x, y, prec.device)
                 ev = evaluate(best_model, eval_batches(x, y, pre, data.norm), precision=prec, class_weights=weights)
                 final["metrics"][split] = {"loss": ev["loss"], **classification_metrics(ev["y_true"], ev["y_pred"])}
+                if split != "train":  # per face, so the report can count the faces' sampling in its intervals
+                    final["predictions"][split] = {k: label_string(ev[k]) for k in ("y_true", "y_pred")}
                 if split == "test":
                     final["metrics"]["test"]["subsets"] = copy_subsets(ev["y_true"], ev["y_pred"],
                                                                        data.test_copy_in_train)
@@ -224,6 +227,11 @@ def _restore(resume_from, model: nn.Module, optimizer, scheduler, prec: Precisio
         if extra.get("scaler") and prec.scaler.is_enabled():
             prec.scaler.load_state_dict(extra["scaler"])
         return start_epoch, best, best_model, (json.loads(extra["row"]) if "row" in extra else None)
+
+
+def label_string(labels: np.ndarray) -> str:
+    """Class labels 0-6 as one digit each, in the split's face order: final.json's compact `predictions`."""
+    return "".join(map(str, np.asarray(labels, dtype=np.int64).tolist()))
 
 
 def copy_subsets(y_true: np.ndarray, y_pred: np.ndarray, copy_in_train, num_classes: int = NUM_CLASSES) -> dict:

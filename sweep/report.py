@@ -14,7 +14,7 @@ for, isolates the leaky protocol's effect, and lists failed, stopped and odd tri
 
 Modules, in three layers. Load: report_load (the folder into trials and variants). Analysis: report_claims
 (the study's numbers, comparisons, verdicts), report_axes (any grid's axes against their reference levels,
-interactions), report_leak (leakage audit), report_search (search sweeps), report_sensitivity (the same grid
+interactions), report_faces (the same comparisons with the evaluated faces as a sample too), report_leak (leakage audit), report_search (search sweeps), report_sensitivity (the same grid
 run at shared and at tuned nuisance settings, read side by side), with the statistics and verdict
 names in sweep.stats. Render: report_tables, report_study (the study's claims and table), report_format,
 report_figures, and this module (reproducibility, odd trials, the entry points). The output is deterministic: the same folder gives a
@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sweep.report_axes import section_comparisons
+from sweep.report_faces import section_faces
 from sweep.report_format import md_table, pct
 from sweep.report_leak import section_leakage
 from sweep.report_load import (LEAKY, POOLED_DIR, TRIAL_FILES, Experiment, ReportError, Variant, _num,  # noqa: F401
@@ -165,6 +166,7 @@ def render_report(exp: Experiment, out_dir: Path, shared: Counterpart | None = N
     lines += _guarded("Results per variant", section_main_table, exp, variants)
     lines += _guarded("Nuisance tuning", section_tuning, exp)
     lines += _guarded("Differences from the reference level", section_comparisons, exp, variants)
+    lines += _guarded("Uncertainty from the faces", section_faces, exp, variants)
     if is_study_ablation(variants):  # keyed on the variants the claims are about, not on the grid's name
         lines += _guarded("The study's claims", section_claims, exp, variants, out_dir)
         lines += _guarded("The study's table beside ours", section_paper, exp, variants)

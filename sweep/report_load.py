@@ -171,6 +171,19 @@ class Trial:
                 return None
         return _num(m.get(key))
 
+    def predictions(self, split: str) -> tuple[str, np.ndarray] | None:
+        """(the split's true labels as final.json wrote them, per-face correctness as 0/1) from final.json
+        `predictions` (trials from 2026-12-03 on), or None. The labels string identifies the faces' order: two
+        trials' correctness pairs face by face only when their strings are equal."""
+        p = ((self.final or {}).get("predictions") or {}).get(split)
+        if not isinstance(p, dict):
+            return None
+        y_true, y_pred = p.get("y_true"), p.get("y_pred")
+        if not (isinstance(y_true, str) and isinstance(y_pred, str) and y_true and len(y_true) == len(y_pred)):
+            return None
+        truth, pred = (np.frombuffer(x.encode(), dtype=np.uint8) for x in (y_true, y_pred))
+        return y_true, (truth == pred).astype(np.int8)
+
     def support(self, split: str) -> list[float] | None:
         s = (self.split_metrics(split).get("per_class") or {}).get("support")
         return s if isinstance(s, list) and all(_num(x) is not None for x in s) and s else None
@@ -284,6 +297,11 @@ def load_trial(path: Path) -> Trial:
             t.final = final
             if t.metric("test", "acc") is None:
                 t.problems.append("final.json: metrics.test.acc missing or not a number")
+            preds = final.get("predictions", {})  # absent in trials written before 2026-12-03
+            bad = [k for k in preds if t.predictions(k) is None] if isinstance(preds, dict) else ["(all)"]
+            if bad:
+                t.problems.append(f"final.json: predictions {', '.join(bad)} malformed (want {{split: {{y_true, "
+                                  "y_pred}}}}, label strings of equal length); left out of the faces' intervals")
         except (ValueError, OSError) as exc:
             t.problems.append(f"final.json: unreadable ({exc}); trial not counted")
     e = path / "error.txt"

@@ -8,6 +8,7 @@
 - `verdict`: the report's verdict for one comparison; the verdict names are the constants below.
 - `still_improving`, `is_collapsed`, `majority_rate`: the budget, collapse and chance rules.
 - `stratified_accuracies`: two groups' accuracies at a common class mix (Mantel-Haenszel weights).
+- `seeds_and_faces`: a paired difference whose interval also covers the sampling of the evaluated faces.
 
 Degenerate inputs are explicit: n<2 gives no interval and no test (`note == "n<2"`); zero variance gives
 no interval and no p-value (`note` says so) instead of p=0 with a zero-width interval.
@@ -348,3 +349,63 @@ def stratified_accuracies(n_a: Sequence[float], correct_a: Sequence[float], n_b:
     na, ca, nb, cb = na[both], ca[both], nb[both], cb[both]
     w = na * nb / (na + nb)
     return float((w * ca / na).sum() / w.sum()), float((w * cb / nb).sum() / w.sum())
+
+
+@dataclass(frozen=True)
+class FaceDifference:
+    """A paired difference over S seeds x N faces, its interval over seeds only and over seeds and faces.
+
+    `seeds` is the paired t-test on the per-seed accuracy differences (the faces held fixed), `both` the
+    same mean with the variance of a crossed seeds x faces random-effects model (see `seeds_and_faces`);
+    `face_share` is the faces' part of that variance (0 when its estimate is not positive).
+    """
+
+    n_seeds: int
+    n_faces: int
+    seeds: Difference
+    both: Difference
+    face_share: float
+
+
+def seeds_and_faces(a: Sequence[np.ndarray], b: Sequence[np.ndarray],
+                    clip: tuple[float, float] | None = None) -> FaceDifference:
+    """a minus b from per-face correctness (one 0/1 array per seed, the same N faces in the same order on
+    both sides, a[s] and b[s] trained with seed s), as a two-way crossed random-effects model:
+
+        d[s, i] = a[s][i] - b[s][i] = mu + seed_s + face_i + e_si
+
+    A paired t-test over seeds (the report's other intervals) treats the N faces as fixed: it says how much
+    the difference moves with the training's randomness, not how much it would move on another draw of N faces
+    from the same population. Here the mean's variance is estimated from the two-way ANOVA's mean squares
+    (generalizability theory's estimator; Cronbach et al. 1972), Var = (MS_seed + MS_face - MS_err) / (S N), with
+    Satterthwaite's degrees of freedom; a face component whose estimate is negative counts as 0, and the interval
+    is then the seeds-only one. Needs S >= 2 seeds and N >= 2 faces.
+    """
+    if len(a) != len(b) or len(a) < 2:
+        raise ValueError(f"seeds_and_faces: needs the same number (>= 2) of seeds on both sides, got {len(a)} "
+                         f"and {len(b)}")
+    d = np.stack([np.asarray(x, dtype=float) for x in a]) - np.stack([np.asarray(y, dtype=float) for y in b])
+    s_n, f_n = d.shape
+    if f_n < 2:
+        raise ValueError(f"seeds_and_faces: needs at least 2 faces, got {f_n}")
+    seeds_only = paired(list(d.mean(axis=1)), [0.0] * s_n, clip)
+    grand = d.mean()
+    rows, cols = d.mean(axis=1), d.mean(axis=0)
+    ms_seed = f_n * float(((rows - grand) ** 2).sum()) / (s_n - 1)
+    ms_face = s_n * float(((cols - grand) ** 2).sum()) / (f_n - 1)
+    df_err = (s_n - 1) * (f_n - 1)
+    ms_err = float(((d - rows[:, None] - cols[None, :] + grand) ** 2).sum()) / df_err
+    face_var = max(ms_face - ms_err, 0.0) / (s_n * f_n)
+    seed_var = ms_seed / (s_n * f_n)  # the paired t's se**2
+    total = seed_var + face_var
+    if face_var <= 0.0 or total <= _EPS ** 2:
+        return FaceDifference(s_n, f_n, seeds_only, seeds_only, 0.0)
+    terms = ((ms_seed, s_n - 1), (ms_face, f_n - 1), (-ms_err, df_err))
+    df = (total * s_n * f_n) ** 2 / sum(ms ** 2 / k for ms, k in terms)
+    se = math.sqrt(total)
+    p = float(2.0 * st.t.sf(abs(grand) / se, df=df))
+    half = _tcrit(df) * se
+    lo, hi = _clip(grand - half, grand + half, clip)
+    both = Difference(s_n, s_n, float(grand), lo, hi, p, float(df), "paired", n_pairs=s_n,
+                      effect=seeds_only.effect, effect_name="d_z")
+    return FaceDifference(s_n, f_n, seeds_only, both, face_var / total)

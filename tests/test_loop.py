@@ -69,7 +69,7 @@ def first_run(data):
     return rec, final
 
 
-def test_trains_two_epochs_and_reports_each_then_the_final_evaluation(first_run):
+def test_trains_two_epochs_and_reports_each_then_the_final_evaluation(data, first_run):
     rec, final = first_run
     epochs = rec.epochs()
     assert [m["epoch"] for m in epochs] == [1, 2]
@@ -92,6 +92,13 @@ def test_trains_two_epochs_and_reports_each_then_the_final_evaluation(first_run)
     nocopy = final["metrics"]["test"]["subsets"]["no_copy_in_train"]
     assert nocopy["n"] == N_EVAL and nocopy["per_class_n"] == final["metrics"]["test"]["per_class"]["support"]
     assert sum(nocopy["per_class_correct"]) == round(nocopy["acc"] * N_EVAL)
+    # per-face predictions for val and test (not train), in the split's order: the report's faces intervals
+    assert set(final["predictions"]) == {"val", "test"}
+    for split, y in (("val", data.val[1]), ("test", data.final_splits()["test"][1])):
+        p = final["predictions"][split]
+        assert p["y_true"] == "".join(map(str, y.tolist())) and len(p["y_pred"]) == N_EVAL
+        correct = np.mean([t == q for t, q in zip(p["y_true"], p["y_pred"])])
+        assert correct == pytest.approx(final["metrics"][split]["acc"])
 
 
 def test_same_seed_gives_identical_metrics(data, first_run):
