@@ -65,12 +65,11 @@ def section_faces(exp: Experiment, variants: Sequence[Variant]) -> list[str]:
         "each comparison of *Differences from the reference level* is estimated again as a crossed seeds × "
         "faces random-effects model: the per-face, per-seed difference (correct or not) is the mean plus a seed "
         "effect, a face effect and noise; the variance of the mean is (MS_seed + MS_face − MS_err) / (seeds × "
-        "faces) from the two-way ANOVA's mean squares, with Satterthwaite's degrees of freedom "
-        "(`sweep.stats.seeds_and_faces`). *seeds only* is the paired t interval over the same seeds (the "
-        "faces fixed); *faces' share* the part of the wider variance that comes from the faces. With few seeds "
-        "the wider interval can be the narrower one: its variance has more degrees of freedom than the seeds' "
-        "alone. Holm within each axis and split, as above; the reading applies the same verdict rule to the "
-        "seeds-and-faces interval.")
+        "faces) from the two-way ANOVA's mean squares, with the seeds' degrees of freedom (seeds − 1), which "
+        "keeps it conservative: never narrower than the seeds-only interval (`sweep.stats.seeds_and_faces`). "
+        "*seeds only* is the paired t interval over the same seeds (the faces fixed); *faces' share* the part of "
+        "the wider variance that comes from the faces. Holm within each axis and split, as above; the reading "
+        "applies the same verdict rule to the seeds-and-faces interval.")
     out.append("")
     rows = []
     for split in SPLITS:
