@@ -22,7 +22,8 @@ Every image, whatever its size or colour, becomes a 48x48 grayscale face exactly
 images with no face found, and images that cannot be read (corrupt, or over Pillow's
 decompression-bomb pixel limit), are reported and left out) and then goes through the preprocessing saved
 in the checkpoint (``fer_models.predict.preprocess_faces``). Metrics are the sweep's (scikit-learn:
-accuracy, macro and per-class precision/recall/F1, confusion matrix), printed as markdown and, with
+accuracy, macro and per-class precision/recall/F1, confusion matrix) and each ReLU layer's dead units (never
+active on these images; ``UnitActivity``), printed as markdown and, with
 ``--out``, written to ``report.md`` plus the same numbers as ``report.json``. Neither replaces an
 existing file without ``--force``, nor an input (the checkpoint's files, the dataset) even then; both
 paths are checked before anything runs, and each file is written under a temporary name and renamed
@@ -177,6 +178,32 @@ def load_eval_data(spec: str | Path, *, split: str | None = None, crop_faces: bo
     return load_image_folder(p, crop_faces=crop_faces, margin=margin, skip_unknown=skip_unknown)
 
 
+class UnitActivity:
+    """Forward hooks on every `nn.ReLU` of a model: per layer, the units (a conv layer's channels, a dense layer's
+    features) that were never positive on any evaluated image, and the share of outputs that were. A ReLU unit
+    never active has zero gradient on these images: a "dead" unit (He et al. 2015; Lu et al. 2019)."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.seen: dict[str, list] = {}  # layer name -> [ever positive per unit, positive outputs, outputs]
+        self.handles = [m.register_forward_hook(self._hook(n)) for n, m in model.named_modules()
+                        if isinstance(m, torch.nn.ReLU)]
+
+    def _hook(self, name: str):
+        def hook(_module, _inputs, out):
+            pos = out.detach().transpose(0, 1).reshape(out.shape[1], -1) > 0  # units x (images * positions)
+            key = name if self.seen.get(name, [pos[:, 0]])[0].numel() == len(pos) else f"{name} ({len(pos)} units)"
+            ever, n_pos, n = self.seen.setdefault(key, [torch.zeros(len(pos), dtype=torch.bool), 0, 0])
+            self.seen[key] = [ever | pos.any(1).cpu(), n_pos + int(pos.sum()), n + pos.numel()]
+        return hook
+
+    def close(self) -> list[dict]:
+        """Remove the hooks; one row per ReLU layer, in forward order."""
+        for h in self.handles:
+            h.remove()
+        return [{"layer": name, "units": int(ever.numel()), "never_active": int((~ever).sum()),
+                 "active_share": n_pos / n if n else float("nan")} for name, (ever, n_pos, n) in self.seen.items()]
+
+
 def evaluate_checkpoint(model: torch.nn.Module, meta: dict, data: EvalData, batch_size: int = 256) -> dict:
     """The sweep's metrics dict for ``model`` on ``data`` (acc, loss, macro_*, per_class, confusion).
 
@@ -192,8 +219,13 @@ def evaluate_checkpoint(model: torch.nn.Module, meta: dict, data: EvalData, batc
         (preprocess_faces(data.faces48[i : i + batch_size], meta), torch.as_tensor(data.labels[i : i + batch_size]))
         for i in range(0, len(data.labels), batch_size)
     )
-    out = evaluate(model, batches, precision="fp32")
+    activity = UnitActivity(model)
+    try:
+        out = evaluate(model, batches, precision="fp32")
+    finally:
+        units = activity.close()
     metrics = classification_metrics(out["y_true"], out["y_pred"])
+    metrics["unit_activity"] = units
     metrics["loss"] = float(out["loss"])
     # The sweep's macro averages count all 7 classes; a dataset lacking some classes gets 0 for those,
     # so the report also gives macro F1 over the classes that are present.
@@ -253,6 +285,14 @@ def render_report(metrics: dict, data: EvalData, meta: dict, checkpoint: str, co
     lines.append("| --- |" + " ---: |" * len(CLASS_NAMES))
     for name, row in zip(CLASS_NAMES, metrics["confusion"]):
         lines.append(f"| {name} | " + " | ".join(str(int(v)) for v in row) + " |")
+    if metrics.get("unit_activity"):
+        lines += ["", "## ReLU units (dead units)", "",
+                  "Per ReLU layer, in forward order: the units (a conv layer's channels, a dense layer's features) never "
+                  "positive on any of these images, which pass no gradient on them, and the share of all its outputs "
+                  "that were positive.", "",
+                  "| layer | units | never active | share of outputs active |", "| --- | ---: | ---: | ---: |"]
+        lines += [f"| `{r['layer']}` | {r['units']} | {r['never_active']} ({100 * r['never_active'] / r['units']:.1f}%) | "
+                  f"{100 * r['active_share']:.1f}% |" for r in metrics["unit_activity"]]
     return "\n".join(lines) + "\n"
 
 

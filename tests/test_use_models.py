@@ -29,7 +29,7 @@ from fer_models.onnx_export import check_parity, export_onnx, run_onnx
 from fer_models.predict import find_checkpoint_dir, load_model, predict_proba, preprocess_faces
 from fer_models.predict import main as predict_main
 from fer_models.training import classification_metrics, train_one_epoch
-from sweep.evaluate import load_eval_data
+from sweep.evaluate import EvalData, evaluate_checkpoint, load_eval_data
 from sweep.evaluate import main as evaluate_main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -284,6 +284,30 @@ def test_evaluate_image_folder_with_aliases_and_skipped_class(tmp_path, ckpt, fe
     assert m["acc"] == pytest.approx(ref["acc"])
     assert m["confusion"] == ref["confusion"]
     assert m["macro_f1"] == pytest.approx(ref["macro_f1"])
+
+
+def test_evaluate_counts_dead_relu_units(tmp_path, ckpt, fer_faces, capsys):
+    x, y = fer_faces
+    model, meta = load_model(ckpt)
+    dense = model.classifier[1]
+    with torch.no_grad():  # five dense features that can never fire: no weight, a negative bias
+        dense.weight[:5] = 0.0
+        dense.bias[:5] = -1.0
+    m = evaluate_checkpoint(model, meta, EvalData(faces48=x[:300], labels=y[:300], source="first 300", layout="fer2013"))
+    rows = {r["layer"]: r for r in m["unit_activity"]}
+    assert list(rows) == [n for n, mod in model.named_modules() if isinstance(mod, torch.nn.ReLU)]
+    with torch.no_grad():  # the dense ReLU's outputs, computed directly
+        z = torch.relu(dense(model.features(preprocess_faces(x[:300], meta)).flatten(1)))
+    row = rows["classifier.2"]
+    assert row["units"] == 32 and row["never_active"] == int((z.amax(0) <= 0).sum()) >= 5
+    assert row["active_share"] == pytest.approx(float((z > 0).float().mean()))
+    conv = rows["features.0.2"]  # the first conv block (conv, batch norm, ReLU)'s ReLU: a unit is a channel, over images and positions
+    assert conv["units"] == 8 and 0 < conv["active_share"] < 1
+    save_checkpoint(tmp_path / "dead", model, meta)  # and in the CLI's report
+    folder = tmp_path / "data"
+    _write_folder(folder, x, y)
+    assert evaluate_main(["--checkpoint", str(tmp_path / "dead"), "--data", str(folder)]) == 0
+    assert "## ReLU units (dead units)" in capsys.readouterr().out
 
 
 def test_evaluate_unknown_class_is_an_error_unless_skipped(tmp_path, ckpt, fer_faces, capsys):
