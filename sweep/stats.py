@@ -401,8 +401,9 @@ def seeds_and_faces(a: Sequence[np.ndarray], b: Sequence[np.ndarray],
     if face_var <= 0.0 or total <= _EPS ** 2:
         return FaceDifference(s_n, f_n, seeds_only, seeds_only, 0.0)
     # The seeds' degrees of freedom, not Satterthwaite's: with 2-3 seeds Satterthwaite's larger df gave intervals
-    # narrower than the seeds-only one that covered 86-93% in simulations (tests/test_report_faces.py); with
-    # S - 1 the wider variance always gives the wider interval, and the coverage stays at or above 95%.
+    # narrower than the seeds-only one that covered 86-93% in simulations of CNN-like per-face outcomes; with
+    # S - 1 the wider variance always gives the wider interval (coverage 96-100% there; tests/test_report_faces.py
+    # checks it at 2 and 6 seeds).
     df = s_n - 1
     se = math.sqrt(total)
     p = float(2.0 * st.t.sf(abs(grand) / se, df=df))
