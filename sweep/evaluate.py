@@ -191,7 +191,9 @@ class UnitActivity:
     def _hook(self, name: str):
         def hook(_module, _inputs, out):
             pos = out.detach().transpose(0, 1).reshape(out.shape[1], -1) > 0  # units x (images * positions)
-            key = name if self.seen.get(name, [pos[:, 0]])[0].numel() == len(pos) else f"{name} ({len(pos)} units)"
+            key = name  # a ReLU module called at two widths gets a row per width
+            if name in self.seen and self.seen[name][0].numel() != len(pos):
+                key = f"{name} ({len(pos)} units)"
             ever, n_pos, n = self.seen.setdefault(key, [torch.zeros(len(pos), dtype=torch.bool), 0, 0])
             self.seen[key] = [ever | pos.any(1).cpu(), n_pos + int(pos.sum()), n + pos.numel()]
         return hook

@@ -14,8 +14,9 @@ for, isolates the leaky protocol's effect, and lists failed, stopped and odd tri
 
 Modules, in three layers. Load: report_load (the folder into trials and variants). Analysis: report_claims
 (the study's numbers, comparisons, verdicts), report_axes (any grid's axes against their reference levels,
-interactions), report_faces (the same comparisons with the evaluated faces as a sample too), report_leak (leakage audit), report_search (search sweeps), report_sensitivity (the same grid
-run at shared and at tuned nuisance settings, read side by side), with the statistics and verdict
+interactions), report_faces (the same comparisons with the evaluated faces as a sample too), report_leak
+(leakage audit), report_search (search sweeps), report_sensitivity (the same grid run at shared and at tuned
+nuisance settings, read side by side), with the statistics and verdict
 names in sweep.stats. Render: report_tables, report_study (the study's claims and table), report_format,
 report_figures, and this module (reproducibility, odd trials, the entry points). The output is deterministic: the same folder gives a
 byte-identical report.md and identical PNGs.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 
 from sweep import stats
 from sweep.report_axes import axis_families
@@ -75,7 +76,7 @@ def section_faces(exp: Experiment, variants: Sequence[Variant]) -> list[str]:
     for split in SPLITS:
         for fam in axis_families(exp, variants, split):
             for c, fd, p_adj in face_family(fam.comparisons):
-                v = stats.verdict(fd.both, +1, p_adj, collapsed=bool(c.collapsed), not_settled=bool(c.unsettled))
+                v = replace(c, diff=fd.both, p_adj=p_adj).verdict(+1)  # the same rule, on the wider interval
                 rows.append([c.variant.label, split, c.reference.label, f"{fd.n_seeds} × {fd.n_faces:,}",
                              fmt_interval(fd.seeds), fmt_interval(fd.both), f"{100 * fd.face_share:.0f}%",
                              fmt_p(fd.both.p), fmt_p(p_adj), reading(v), fam.axis])

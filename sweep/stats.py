@@ -389,9 +389,9 @@ def seeds_and_faces(a: Sequence[np.ndarray], b: Sequence[np.ndarray],
     s_n, f_n = d.shape
     if f_n < 2:
         raise ValueError(f"seeds_and_faces: needs at least 2 faces, got {f_n}")
-    seeds_only = paired(list(d.mean(axis=1)), [0.0] * s_n, clip)
     grand = d.mean()
-    rows, cols = d.mean(axis=1), d.mean(axis=0)
+    rows, cols = d.mean(axis=1), d.mean(axis=0)  # per-seed accuracy differences, per-face mean differences
+    seeds_only = paired(list(rows), [0.0] * s_n, clip)
     ms_seed = f_n * float(((rows - grand) ** 2).sum()) / (s_n - 1)
     ms_face = s_n * float(((cols - grand) ** 2).sum()) / (f_n - 1)
     ms_err = float(((d - rows[:, None] - cols[None, :] + grand) ** 2).sum()) / ((s_n - 1) * (f_n - 1))

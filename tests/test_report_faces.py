@@ -40,21 +40,23 @@ def test_no_face_effect_leaves_the_seeds_only_interval():
         stats.seeds_and_faces(a[:1], b[:1])
 
 
+def _sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
 def _cnn_like(rng, n_seeds, n_faces):
     """Two models whose per-face outcomes are mostly fixed by the face (as a CNN's are): face difficulty
     and a face-specific advantage of a over b, drawn anew each time, then a Bernoulli draw per seed."""
-    sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
     hard, adv = rng.normal(0, 4, n_faces), rng.normal(0.1, 1.5, n_faces)
-    a = [rng.random(n_faces) < sig(hard + adv) for _ in range(n_seeds)]
-    b = [rng.random(n_faces) < sig(hard) for _ in range(n_seeds)]
+    a = [rng.random(n_faces) < _sigmoid(hard + adv) for _ in range(n_seeds)]
+    b = [rng.random(n_faces) < _sigmoid(hard) for _ in range(n_seeds)]
     return a, b
 
 
 def test_covers_the_population_difference_where_the_seeds_only_interval_does_not():
     rng = np.random.default_rng(0)
-    sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
     hard, adv = rng.normal(0, 4, 2_000_000), rng.normal(0.1, 1.5, 2_000_000)
-    truth = float((sig(hard + adv) - sig(hard)).mean())  # the difference over the whole population of faces
+    truth = float((_sigmoid(hard + adv) - _sigmoid(hard)).mean())  # the difference over the whole population of faces
     reps = 400
     for n_seeds in (2, 6):
         hits_both = hits_seeds = 0
