@@ -23,7 +23,7 @@ images with no face found, and images that cannot be read (corrupt, or over Pill
 decompression-bomb pixel limit), are reported and left out) and then goes through the preprocessing saved
 in the checkpoint (``fer_models.predict.preprocess_faces``). Metrics are the sweep's (scikit-learn:
 accuracy, macro and per-class precision/recall/F1, confusion matrix) and each ReLU layer's dead units (never
-active on these images; ``UnitActivity``), printed as markdown and, with
+active on these images; ``fer_models.activity.UnitActivity``), printed as markdown and, with
 ``--out``, written to ``report.md`` plus the same numbers as ``report.json``. Neither replaces an
 existing file without ``--force``, nor an input (the checkpoint's files, the dataset) even then; both
 paths are checked before anything runs, and each file is written under a temporary name and renamed
@@ -49,6 +49,7 @@ from fer_data.aliases import accepted_names, map_class_names
 from fer_data.classes import CLASS_NAMES, IMAGE_SIZE, USAGE_TO_SPLIT
 from fer_data.errors import DataError
 from fer_models import faces as facelib
+from fer_models.activity import UnitActivity
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm", ".pnm"})
 SPLIT_CHOICES = ("train", "val", "test", "all")
@@ -176,34 +177,6 @@ def load_eval_data(spec: str | Path, *, split: str | None = None, crop_faces: bo
     if split is not None:
         raise DataError(f"{p}: --split applies to FER-2013 layouts only; a class-folder dataset is evaluated whole")
     return load_image_folder(p, crop_faces=crop_faces, margin=margin, skip_unknown=skip_unknown)
-
-
-class UnitActivity:
-    """Forward hooks on every `nn.ReLU` of a model: per layer, the units (a conv layer's channels, a dense layer's
-    features) that were never positive on any evaluated image, and the share of outputs that were. A ReLU unit
-    never active has zero gradient on these images: a "dead" unit (He et al. 2015; Lu et al. 2019)."""
-
-    def __init__(self, model: torch.nn.Module):
-        self.seen: dict[str, list] = {}  # layer name -> [ever positive per unit, positive outputs, outputs]
-        self.handles = [m.register_forward_hook(self._hook(n)) for n, m in model.named_modules()
-                        if isinstance(m, torch.nn.ReLU)]
-
-    def _hook(self, name: str):
-        def hook(_module, _inputs, out):
-            pos = out.detach().transpose(0, 1).reshape(out.shape[1], -1) > 0  # units x (images * positions)
-            key = name  # a ReLU module called at two widths gets a row per width
-            if name in self.seen and self.seen[name][0].numel() != len(pos):
-                key = f"{name} ({len(pos)} units)"
-            ever, n_pos, n = self.seen.setdefault(key, [torch.zeros(len(pos), dtype=torch.bool), 0, 0])
-            self.seen[key] = [ever | pos.any(1).cpu(), n_pos + int(pos.sum()), n + pos.numel()]
-        return hook
-
-    def close(self) -> list[dict]:
-        """Remove the hooks; one row per ReLU layer, in forward order."""
-        for h in self.handles:
-            h.remove()
-        return [{"layer": name, "units": int(ever.numel()), "never_active": int((~ever).sum()),
-                 "active_share": n_pos / n if n else float("nan")} for name, (ever, n_pos, n) in self.seen.items()]
 
 
 def evaluate_checkpoint(model: torch.nn.Module, meta: dict, data: EvalData, batch_size: int = 256) -> dict:

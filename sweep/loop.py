@@ -33,6 +33,7 @@ from torch import nn
 
 from fer_data import NUM_CLASSES, Norm
 from fer_models import build_model, tune_malloc
+from fer_models.activity import UnitActivity
 from fer_models.checkpoint import load_checkpoint, load_train_state, save_checkpoint, save_train_state
 from fer_models.perf import auto_candidates, resolve_device
 from fer_models.training import (
@@ -176,7 +177,10 @@ def train_trial(config: Mapping[str, Any], data: TrialData, report: Report, *, d
             splits = {"train": more["train"], "val": (val_x, val_y), "test": more["test"]}
             for split, (x, y) in splits.items():
                 x, y = on_device(x, y, prec.device)
+                activity = UnitActivity(best_model) if split == "val" else None  # dead ReLU units, for the report
                 ev = evaluate(best_model, eval_batches(x, y, pre, data.norm), precision=prec, class_weights=weights)
+                if activity is not None:
+                    final["unit_activity"] = {split: activity.close()}
                 final["metrics"][split] = {"loss": ev["loss"], **classification_metrics(ev["y_true"], ev["y_pred"])}
                 if split != "train":  # per face, so the report can count the faces' sampling in its intervals
                     final["predictions"][split] = {k: label_string(ev[k]) for k in ("y_true", "y_pred")}

@@ -16,7 +16,7 @@ Modules, in three layers. Load: report_load (the folder into trials and variants
 (the study's numbers, comparisons, verdicts), report_axes (any grid's axes against their reference levels,
 interactions), report_faces (the same comparisons with the evaluated faces as a sample too), report_leak
 (leakage audit), report_search (search sweeps), report_sensitivity (the same grid run at shared and at tuned
-nuisance settings, read side by side), with the statistics and verdict
+nuisance settings, read side by side), report_units (dead ReLU units per variant), with the statistics and verdict
 names in sweep.stats. Render: report_tables, report_study (the study's claims and table), report_format,
 report_figures, and this module (reproducibility, odd trials, the entry points). The output is deterministic: the same folder gives a
 byte-identical report.md and identical PNGs.
@@ -43,6 +43,7 @@ from sweep.report_sensitivity import SHARED_DIR, Counterpart, find_counterpart, 
 from sweep.report_study import is_study_ablation, section_claims, section_paper
 from sweep.report_tables import (FIGURES, _meta_get, section_figures, section_header, section_leak_figure,
                                  section_main_table, section_per_class, section_per_seed, section_tuning)
+from sweep.report_units import section_units
 
 FIRST_LINE_RE = re.compile(r"<!-- sweep\.report: trials=(\d+) -->")
 LEGACY_TRIALS_RE = re.compile(r"^- trials: (\d+)\b", re.M)  # reports written before FIRST_LINE existed
@@ -178,6 +179,7 @@ def render_report(exp: Experiment, out_dir: Path, shared: Counterpart | None = N
     if any(v.protocol == LEAKY for v in variants):
         lines += _guarded("Leakage figure", section_leak_figure, variants, out_dir)
     lines += _guarded("Per-class F1", section_per_class, variants)
+    lines += _guarded("Dead ReLU units", section_units, variants)
     lines += _guarded("Search", section_search, exp, out_dir)
     lines += _guarded("Figures", section_figures, variants, out_dir)
     lines += _guarded("Failed, stopped and odd trials", section_trial_issues, exp, variants)

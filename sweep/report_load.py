@@ -184,6 +184,17 @@ class Trial:
         truth, pred = (np.frombuffer(x.encode(), dtype=np.uint8) for x in (y_true, y_pred))
         return y_true, (truth == pred).astype(np.int8)
 
+    def unit_activity(self, split: str = "val") -> list[dict] | None:
+        """Per ReLU layer, in forward order, {layer, kind, units, never_active, active_share} on the split with the
+        selected weights, from final.json `unit_activity` (trials from 2026-12-03 evening on), or None."""
+        rows = ((self.final or {}).get("unit_activity") or {}).get(split)
+
+        def ok(r) -> bool:
+            return (isinstance(r, dict) and isinstance(r.get("layer"), str) and r.get("kind") in ("conv", "dense")
+                    and isinstance(r.get("units"), int) and isinstance(r.get("never_active"), int)
+                    and 0 <= r["never_active"] <= r["units"] and _num(r.get("active_share")) is not None)
+        return rows if isinstance(rows, list) and rows and all(ok(r) for r in rows) else None
+
     def support(self, split: str) -> list[float] | None:
         s = (self.split_metrics(split).get("per_class") or {}).get("support")
         return s if isinstance(s, list) and all(_num(x) is not None for x in s) and s else None
@@ -302,6 +313,11 @@ def load_trial(path: Path) -> Trial:
             if bad:
                 t.problems.append(f"final.json: predictions {', '.join(bad)} malformed (want {{split: {{y_true, "
                                   "y_pred}}}}, label strings of equal length); left out of the faces' intervals")
+            units = final.get("unit_activity", {})  # absent in trials written before 2026-12-03 evening
+            bad = [k for k in units if t.unit_activity(k) is None] if isinstance(units, dict) else ["(all)"]
+            if bad:
+                t.problems.append(f"final.json: unit_activity {', '.join(bad)} malformed (want {{split: [{{layer, "
+                                  "kind, units, never_active, active_share}}]}}); left out of the dead units")
         except (ValueError, OSError) as exc:
             t.problems.append(f"final.json: unreadable ({exc}); trial not counted")
     e = path / "error.txt"

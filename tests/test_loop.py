@@ -99,6 +99,11 @@ def test_trains_two_epochs_and_reports_each_then_the_final_evaluation(data, firs
         assert p["y_true"] == "".join(map(str, y.tolist())) and len(p["y_pred"]) == N_EVAL
         correct = np.mean([t == q for t, q in zip(p["y_true"], p["y_pred"])])
         assert correct == pytest.approx(final["metrics"][split]["acc"])
+    # dead ReLU units on validation with the selected weights: every ReLU of the model, in forward order
+    units = final["unit_activity"]["val"]
+    assert [(u["kind"], u["units"]) for u in units] == [("conv", 8), ("conv", 16), ("dense", 16)]
+    assert len({u["layer"] for u in units}) == 3
+    assert all(0 <= u["never_active"] <= u["units"] and 0.0 < u["active_share"] < 1.0 for u in units)
 
 
 def test_same_seed_gives_identical_metrics(data, first_run):

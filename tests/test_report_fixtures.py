@@ -59,7 +59,8 @@ def write_trial(exp: Path, name: str, params: dict, *, train=0.5, val=0.5, test=
                 curve: str = "plateau", best_epoch: int | None = None, final: bool = True,
                 error: str | None = None, wall_s: float = 100.0, n_params: int = 620615,
                 metrics: dict | None = None, test_support=None, test_subsets: dict | None = None,
-                test_recall: float | None = None, predictions: dict | None = None) -> Path:
+                test_recall: float | None = None, predictions: dict | None = None,
+                unit_activity: dict | None = None) -> Path:
     """One Tune trial folder: params.json, result.json (one line per epoch plus the closing report
     that repeats the last epoch), final.json, error.txt."""
     d = exp / name
@@ -85,6 +86,8 @@ def write_trial(exp: Path, name: str, params: dict, *, train=0.5, val=0.5, test=
         body = {"best_epoch": best_epoch, "epochs_run": epochs, "params": n_params, "wall_s": wall_s, "metrics": m}
         if predictions is not None:  # final.json `predictions`: {split: {"y_true": "...", "y_pred": "..."}}
             body["predictions"] = predictions
+        if unit_activity is not None:  # final.json `unit_activity`: {split: [{layer, kind, units, ...}]}
+            body["unit_activity"] = unit_activity
         (d / "final.json").write_text(json.dumps(body))
     if error is not None:
         (d / "error.txt").write_text(error)
