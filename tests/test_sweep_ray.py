@@ -204,7 +204,10 @@ def test_resume_after_interrupts_at_several_points_reruns_no_finished_trial(tmp_
     grid = tmp_path / "three.yaml"
     grid.write_text("scientific:\n  model.name: [fewer_layers, baseline, no_dropout]\n")
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
-    cmd = sweep_cmd(tmp_path, "res", "--grid", str(grid), "--max-concurrent", "1", "--epochs", "3")
+    # 1,024 faces per split: on a bf16 host a smoke-sized trial ran its 3 epochs between two polls, and the
+    # sweep ended before the mid-trial interrupt point.
+    cmd = sweep_cmd(tmp_path, "res", "--grid", str(grid), "--max-concurrent", "1", "--epochs", "3",
+                    "--set", "data.limit_per_split=1024")
     exp = tmp_path / "res"
 
     first = _interrupt(cmd, env, lambda ts: any(t["final"] for t in ts), signal.SIGKILL)
