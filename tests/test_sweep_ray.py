@@ -204,8 +204,8 @@ def test_resume_after_interrupts_at_several_points_reruns_no_finished_trial(tmp_
     grid = tmp_path / "three.yaml"
     grid.write_text("scientific:\n  model.name: [fewer_layers, baseline, no_dropout]\n")
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
-    # 1,024 faces per split: on a bf16 host a smoke-sized trial ran its 3 epochs between two polls, and the
-    # sweep ended before the mid-trial interrupt point.
+    # 1,024 faces per split: with the smoke profile's 256 a trial on a bf16 host finished before any poll saw it
+    # mid-way, and the sweep ended before the mid-trial interrupt point.
     cmd = sweep_cmd(tmp_path, "res", "--grid", str(grid), "--max-concurrent", "1", "--epochs", "3",
                     "--set", "data.limit_per_split=1024")
     exp = tmp_path / "res"
