@@ -184,7 +184,11 @@ def test_worker_node_loss_mid_sweep_loses_no_trial(two_nodes, tmp_path):
                                 "--address", cluster.address,
                           "--storage-path", str(tmp_path), "--name", "loss"]
     with open(log, "w") as fh:
-        sweep = subprocess.Popen(args, env=sweep_env(cluster), cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
+        # result.json reaches the storage path with Tune's experiment snapshots, by default at most every 10 s:
+        # longer than a trial here, so the poll below saw each trial's rows first when it was nearly done
+        # (CI, 2026-12-04). Snapshots every 0.5 s let it see a trial mid-way.
+        env = sweep_env(cluster) | {"TUNE_GLOBAL_CHECKPOINT_S": "0.5"}
+        sweep = subprocess.Popen(args, env=env, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
                                  start_new_session=True)
     try:
         # Kill the worker node while a trial is training there: it has reported an epoch from

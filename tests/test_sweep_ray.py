@@ -204,8 +204,7 @@ def test_resume_after_interrupts_at_several_points_reruns_no_finished_trial(tmp_
     grid = tmp_path / "three.yaml"
     grid.write_text("scientific:\n  model.name: [fewer_layers, baseline, no_dropout]\n")
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
-    # 1,024 faces per split: with the smoke profile's 256 a trial on a bf16 host finished before any poll saw it
-    # mid-way, and the sweep ended before the mid-trial interrupt point.
+    # All the synthetic faces (1,024 > the smoke profile's 256): trials long enough to be caught mid-way.
     cmd = sweep_cmd(tmp_path, "res", "--grid", str(grid), "--max-concurrent", "1", "--epochs", "3",
                     "--set", "data.limit_per_split=1024")
     exp = tmp_path / "res"
@@ -217,7 +216,13 @@ def test_resume_after_interrupts_at_several_points_reruns_no_finished_trial(tmp_
     def mid_trial(ts):
         return any(t["final"] is None and any("train/loss" in r for r in t["rows"]) for t in ts
                    if t["dir"].name not in done1)
-    second = _interrupt(cmd + ["--resume"], env, mid_trial, signal.SIGINT)
+    # Tune's driver writes result.json to a local staging folder and copies it to the storage path with each
+    # experiment snapshot, at most every 10 s by default: longer than a whole trial here, so the rows of a trial
+    # in progress reached the storage path only once it had finished (CI, 2026-12-04). Snapshots every 0.5 s
+    # in this run let the poll see a trial mid-way. (The first run keeps the default: its point is Tune's
+    # state lagging behind final.json.)
+    fresh = env | {"TUNE_GLOBAL_CHECKPOINT_S": "0.5"}
+    second = _interrupt(cmd + ["--resume"], fresh, mid_trial, signal.SIGINT)
     partial = {t["dir"].name: [r["epoch"] for r in t["rows"] if "train/loss" in r] for t in second
                if t["final"] is None and t["dir"].name not in done1 and any("train/loss" in r for r in t["rows"])}
     assert partial, "no trial was interrupted mid-way"
