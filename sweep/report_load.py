@@ -484,7 +484,20 @@ def pool_runs(exp: Experiment, others: Sequence[tuple[Experiment, str]]) -> Expe
         runs.append({"folder": where, "trials": len(other.trials),
                      **{k: other.meta.get(k) for k in ("name", "command", "git_commit", "started", "finished")},
                      "host": run_host_kind(other.meta)})
-    return Experiment(exp.path, {**exp.meta, "pooled": runs}, trials, problems, _attach_epochs(trials))
+    meta = {**exp.meta, "pooled": runs}
+    if sci := merged_levels([exp.meta.get("scientific")] + [o.meta.get("scientific") for o, _ in others]):
+        meta["scientific"] = sci  # a pooled run may add levels (--models): the header lists them all
+    return Experiment(exp.path, meta, trials, problems, _attach_epochs(trials))
+
+
+def merged_levels(specs: Sequence) -> dict:
+    """The union of several runs' `scientific` blocks ({axis: levels}), each axis's levels in first-seen order."""
+    out: dict[str, list] = {}
+    for spec in specs:
+        for axis, levels in (spec if isinstance(spec, dict) else {}).items():
+            have = out.setdefault(axis, [])
+            have += [v for v in (levels if isinstance(levels, list) else [levels]) if v not in have]
+    return out
 
 
 # ----------------------------------------------------------------------------- grouping

@@ -60,6 +60,26 @@ def test_a_run_split_by_seed_and_pooled_reads_as_the_whole_run(tmp_path, full):
     assert set(exp.epochs["trial"]) == {t.name for t in exp.trials}  # each trial's curve under its pooled name
 
 
+def test_a_pooled_run_of_other_models_adds_its_levels_to_the_header(tmp_path, full):
+    """Runs split by `--models` (baseline and no_batchnorm first, the other two later) read as the whole run,
+    and the header's scientific parameters list every model, in the first run's order, then the later's."""
+    first = _copy(tmp_path / "first")
+    later = tmp_path / "later"
+    later.mkdir()
+    meta = json.loads((first / "sweep_meta.json").read_text())
+    for run, models in ((first, ["baseline", "no_batchnorm"]), (later, ["no_dropout", "fewer_layers"])):
+        (run / "sweep_meta.json").write_text(json.dumps({**meta, "name": run.name,
+                                                         "scientific": {"model.name": models}}))
+    for trial in sorted(first.glob("run_trial_*_model_name_no_dropout_*")) + sorted(
+            first.glob("run_trial_*_model_name_fewer_layers_*")):
+        shutil.move(trial, later / trial.name)
+    assert len(list(later.glob("run_trial_*"))) == 6
+    pooled = build_report(first, pool=[later]).read_text()
+    assert ('- scientific parameters: `{"model.name": ["baseline", "no_batchnorm", "no_dropout", "fewer_layers"]}`'
+            in pooled)
+    assert _sections(pooled).replace(f"{later}/", "") == full
+
+
 def test_a_pooled_run_at_other_settings_of_another_grid_or_with_a_repeated_seed_is_refused(tmp_path):
     first, later = _split(tmp_path)
     meta = json.loads((later / "sweep_meta.json").read_text())

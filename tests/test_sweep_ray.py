@@ -247,7 +247,8 @@ def test_resume_after_interrupts_at_several_points_reruns_no_finished_trial(tmp_
 def test_killed_worker_is_retried_from_its_checkpoint(tmp_path):
     grid = tmp_path / "one.yaml"
     grid.write_text("scientific:\n  model.name: [optimized]\n")
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
+    # Snapshots every 0.5 s: the rows polled below reach the storage path as they are logged (see above).
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1", "TUNE_GLOBAL_CHECKPOINT_S": "0.5"}
     cmd = sweep_cmd(tmp_path, "kill", "--grid", str(grid), "--epochs", "5", "--set", "data.limit_per_split=1024")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             start_new_session=True)
@@ -263,12 +264,14 @@ def test_killed_worker_is_retried_from_its_checkpoint(tmp_path):
                 if pids:
                     os.kill(pids[0], signal.SIGKILL)
                     killed = pids[0]
+                    seen_at_kill = max(r.get("epoch", 0) for r in ts[0]["rows"])
             time.sleep(0.5)
         out, _ = proc.communicate(timeout=1200)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert killed, "never found the Train worker to kill"
+    assert seen_at_kill < 5, f"the worker was killed after its last epoch ({seen_at_kill}): nothing to retry"
     assert proc.returncode == 0, out[-3000:]
     (t,) = trials(exp)
     assert t["final"] is not None
