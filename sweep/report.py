@@ -236,8 +236,10 @@ def build_report(exp_dir: str | Path, out: str | Path | None = None, shared: str
     return out_path
 
 
-def export_raw(exp_dir: str | Path, dest: str | Path) -> Path:
-    """Copy what a report is built from, and nothing heavier, from `exp_dir` into the new folder `dest`."""
+def export_raw(exp_dir: str | Path, dest: str | Path, *, counterpart: bool = True) -> Path:
+    """Copy what a report is built from, and nothing heavier, from `exp_dir` into the new folder `dest`: its
+    trials, its pooled runs and (with `counterpart`) its `shared/` run. A counterpart or a pooled run is read
+    without a counterpart of its own, so theirs stays behind (`counterpart=False`)."""
     import shutil
 
     src, dest = Path(exp_dir), Path(dest)
@@ -253,10 +255,10 @@ def export_raw(exp_dir: str | Path, dest: str | Path) -> Path:
         target = dest / f.relative_to(src)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(f, target)
-    if (src / SHARED_DIR / "sweep_meta.json").is_file():  # an exported folder's counterpart travels with it
-        export_raw(src / SHARED_DIR, dest / SHARED_DIR)
+    if counterpart and (src / SHARED_DIR / "sweep_meta.json").is_file():  # an exported folder's counterpart
+        export_raw(src / SHARED_DIR, dest / SHARED_DIR, counterpart=False)
     for run in pooled_in(src):  # and its pooled runs
-        export_raw(run, dest / POOLED_DIR / run.name)
+        export_raw(run, dest / POOLED_DIR / run.name, counterpart=False)
     return dest
 
 
@@ -293,9 +295,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 find_counterpart(exp, args.shared)
             exp_dir = export_raw(args.experiment_dir, args.export)
             if args.shared:
-                export_raw(args.shared, Path(exp_dir) / SHARED_DIR)
+                export_raw(args.shared, Path(exp_dir) / SHARED_DIR, counterpart=False)
             for run, name in zip(args.pool, names):
-                export_raw(run, Path(exp_dir) / POOLED_DIR / name)
+                export_raw(run, Path(exp_dir) / POOLED_DIR / name, counterpart=False)
         path = build_report(exp_dir, args.out, None if args.export else args.shared, () if args.export else args.pool)
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -110,3 +110,21 @@ def test_two_runs_at_different_settings_name_the_settings_that_differ_and_the_ho
     assert claim1[3:6] == ["holds", "does not hold", "**reverses**"]  # its direction (no batch norm is better)
     build_report(dest)  # rebuilt from the exported folder: the same section
     assert section((dest / "report.md").read_text(), "Sensitivity to the setting") == sec
+
+
+def test_a_counterpart_travels_without_its_own_counterpart(tmp_path, capsys):
+    # reading a run against a committed report that has a `shared/` of its own copies that report's trials only:
+    # the counterpart is read without its counterpart, so nesting them (shared/shared/...) would be dead weight
+    shared, tuned = _pair(tmp_path)
+    first = tmp_path / "first"
+    assert main([str(tuned), "--shared", str(shared), "--export", str(first)]) == 0
+    later = _run(tmp_path, "later-run", {"baseline": 0.56, "no_batchnorm": 0.51, "no_dropout": 0.55},
+                 {m: 0.001 for m in SCI["model.name"]})
+    dest = tmp_path / "second"
+    assert main([str(later), "--against", str(first), "--export", str(dest)]) == 0
+    assert json.loads((dest / "shared" / "sweep_meta.json").read_text())["name"] == "tuned-run"
+    assert (dest / "shared" / "t_no_batchnorm_2" / "final.json").is_file()
+    assert not (dest / "shared" / "shared").exists()
+    report = (dest / "report.md").read_text()
+    build_report(dest)
+    assert (dest / "report.md").read_text() == report
