@@ -446,6 +446,23 @@ def _refuse_existing(exp_uri: str, name: str) -> None:
         raise UsageError(f"--name {name}: {exp_uri} already exists; pass --resume to continue it or choose another --name")
 
 
+def _refuse_a_second_local_ray() -> None:
+    """Two local Ray instances on one machine hang sweeps: Ray Train 2.60's placement-group cleaner asks "the"
+    local cluster for its controller's state, finds two ("Found multiple active Ray instances") and gives up, and
+    trials then waited forever (seen twice here: a stopped trial's CPU kept, a resumed sweep's next trial never
+    started). The same process search Ray uses; skipped if that private helper moves."""
+    try:
+        from ray._private.services import find_gcs_addresses
+
+        others = sorted(find_gcs_addresses())
+    except Exception:  # noqa: BLE001 - a check, never a reason to fail
+        return
+    if others:
+        raise UsageError(f"another Ray instance is running on this machine ({', '.join(others)}): Ray Train cannot "
+                         "tell two local instances apart and the sweep's trials can wait forever; let it finish or "
+                         f"`ray stop` it, or queue this sweep on it with --address {others[0]} (sharing its CPUs)")
+
+
 TRAIN_POLL_ENV, TRAIN_POLL_S = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5"
 
 
@@ -471,6 +488,7 @@ def _init_ray(args) -> None:
             raise UsageError(f"--address {args.address}: the cluster advertises no 'driver_slot' resource; start its "
                              "nodes with --resources='{\"driver_slot\": N}' (see cluster.yaml)")
     else:
+        _refuse_a_second_local_ray()
         # Its own machine: no spot preemption to watch for (one process less per trial) and no Prometheus
         # scraping Ray Train's metrics (a reporting thread less in the controller and every worker). On
         # few cores every live Ray process slows the training loop (8 idle actors cost a 2-thread loop ~14%).
@@ -525,7 +543,7 @@ def _fit(plan: Plan):
     grid, exp_uri, max_concurrent = plan.grid, plan.exp_uri, plan.max_concurrent
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, prepared=plan.prepared, resources=plan.resources,
-                             storage_path=f"{exp_uri}/train_runs"),
+                             storage_path=f"{exp_uri}/train_runs", trials_uri=exp_uri),
         {"driver_slot": 1},
     )
     run_config = tune.RunConfig(

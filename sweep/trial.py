@@ -110,10 +110,12 @@ def _rank_share(x: np.ndarray, y: np.ndarray, rank: int, world: int) -> tuple[np
 # ---------------------------------------------------------------- the Tune driver
 
 def run_trial(config: dict, *, prepared: dict, resources: Resources, storage_path: str,
-              final_eval: bool = True) -> None:
+              trials_uri: str | None = None, final_eval: bool = True) -> None:
     """Tune function trainable: one TorchTrainer per trial, its metrics forwarded to Tune.
 
-    `final_eval=False` (nuisance tuning) trains and validates only: no test evaluation, no final.json.
+    `storage_path` holds the Train runs; `trials_uri` is where Tune stores the trial folders (the experiment),
+    where a resumed trial finds a final.json written before the interrupt. `final_eval=False` (nuisance tuning)
+    trains and validates only: no test evaluation, no final.json.
     """
     from ray.tune import get_context
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -124,7 +126,7 @@ def run_trial(config: dict, *, prepared: dict, resources: Resources, storage_pat
     data = prepared[data_key(cfg.data)]
     ctx = get_context()
     trial_dir = Path(ctx.get_trial_dir())
-    done = _read_final(trial_dir)
+    done = _finished_before(trial_dir, trials_uri) if final_eval else None
     if done is not None:
         # Complete results from before an interrupt that fell between this file's write and Tune marking the
         # trial finished: a resumed sweep hands Tune the same final metrics and leaves the folder untouched.
@@ -167,12 +169,21 @@ def run_trial(config: dict, *, prepared: dict, resources: Resources, storage_pat
     tmp.replace(trial_dir / FINAL_FILE)
 
 
-def _read_final(trial_dir: Path) -> dict | None:
-    try:
-        final = json.loads((trial_dir / FINAL_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return final if isinstance(final, dict) and "test" in final.get("metrics", {}) else None
+def _finished_before(trial_dir: Path, trials_uri: str | None) -> dict | None:
+    """A complete final.json from before an interrupt: in the trial's staging folder (a retry within one run), or
+    in its stored folder (a resumed run stages each trial in a fresh, empty folder)."""
+    from sweep import storage
+
+    places = [str(trial_dir / FINAL_FILE)] + ([storage.join(trials_uri, trial_dir.name, FINAL_FILE)]
+                                              if trials_uri else [])
+    for uri in places:
+        try:
+            final = storage.read_json(uri)
+        except (OSError, ValueError):  # unreadable or cut short: not finished
+            continue
+        if isinstance(final, dict) and "test" in final.get("metrics", {}):
+            return final
+    return None
 
 
 def final_result(final: dict, epochs: int) -> dict:

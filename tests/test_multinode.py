@@ -252,3 +252,18 @@ def test_fake_autoscaler_cluster_runs_a_sweep(tmp_path):
         assert len(workers_now) == 2, cluster.alive_nodes()
         assert used <= workers_now and len(used) == 2, (used, workers_now)
     assert cluster.leftover_pids() == []
+
+
+def test_a_local_sweep_beside_another_ray_instance_is_refused_before_it_starts(tmp_path):
+    # Two local instances on one machine hang Ray Train (its placement-group cleaner finds "multiple active Ray
+    # instances"), so a sweep that would start a second one stops at once and names the way out.
+    with LoopbackCluster() as cluster:
+        cluster.start_head(num_cpus=1, resources={"driver_slot": 2})
+        env = {k: v for k, v in sweep_env(cluster).items() if k != "RAY_ADDRESS"}  # no --address: a local start
+        res = run_cli(smoke_sweep() + ["--storage-path", str(tmp_path), "--name", "second"], env, timeout_s=120,
+                      cwd=ROOT)
+    assert res.returncode == 2, res.stdout[-3000:]
+    line = res.stdout.strip().splitlines()[-1]
+    assert line.startswith("error: another Ray instance is running on this machine (")
+    assert f":{cluster.port}" in line and "--address " in line and "ray stop" in line
+    assert not (tmp_path / "second").exists()  # nothing written

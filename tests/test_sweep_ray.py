@@ -200,7 +200,10 @@ def test_resume_after_interrupts_at_several_points_reruns_no_finished_trial(tmp_
     1. SIGKILL of the driver and all of Ray right after a trial's final.json appears (Tune may not yet have
        recorded the trial as finished, so resume restarts it: the complete final.json must end it untouched);
     2. Ctrl-C in the middle of a later trial (after an epoch's checkpoint: resume continues from it, and the
-       rows it had logged stay: Tune restarts it in a fresh folder, `sweep.progress.KeepTrialRows`)."""
+       rows it had logged stay: Tune restarts it in a fresh folder, `sweep.progress.KeepTrialRows`).
+    Whether Tune had recorded point 1's trial as finished depends on timing, so at the end the case is made
+    deterministic: a finished trial is marked running again in Tune's saved state, and a resume must end it from
+    its final.json without training."""
     grid = tmp_path / "three.yaml"
     grid.write_text("scientific:\n  model.name: [fewer_layers, baseline, no_dropout]\n")
     # Tune's driver writes result.json to a local staging folder and copies it to the storage path with each
@@ -208,9 +211,7 @@ def test_resume_after_interrupts_at_several_points_reruns_no_finished_trial(tmp_
     # in progress reached the storage path only once it had finished (CI, 2026-12-04). Snapshots every 0.5 s let
     # the poll see a trial mid-way. Set for the first run: a resumed run keeps the snapshot period the run it
     # resumes saved in its experiment state (Ray 2.60's TuneController.__setstate__), whatever the environment
-    # says then. Point 1 depends on timing with either period: final.json reaches the storage path with a snapshot,
-    # which may or may not already record its trial as finished (it did in the run that checked this comment);
-    # the assertions hold in both cases.
+    # says then.
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1", "TUNE_GLOBAL_CHECKPOINT_S": "0.5"}
     # All the synthetic faces (1,024 > the smoke profile's 256): trials long enough to be caught mid-way.
     cmd = sweep_cmd(tmp_path, "res", "--grid", str(grid), "--max-concurrent", "1", "--epochs", "3",
@@ -244,6 +245,33 @@ def test_resume_after_interrupts_at_several_points_reruns_no_finished_trial(tmp_
         assert sorted({r["epoch"] for r in rows}) == [1, 2, 3]  # and no epoch is missing
         for e in (1, 2, 3):  # an epoch logged twice is its checkpoint's row reported again, not trained again
             assert all(r == next(q for q in rows if q["epoch"] == e) for r in rows if r["epoch"] == e), e
+
+    # Point 1 for certain: the state a kill between final.json and Tune's record leaves behind.
+    finished = sorted(after)[0]
+    body = (exp / finished / "final.json").read_bytes()
+    _mark_running_in_tune_state(exp, finished)
+    proc = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=1200, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    again = {t["dir"].name: t for t in trials(exp)}
+    assert (exp / finished / "final.json").read_bytes() == body  # not evaluated again
+    assert [r["epoch"] for r in again[finished]["rows"] if "train/loss" in r] == \
+        [r["epoch"] for r in after[finished]["rows"] if "train/loss" in r]  # no epoch trained again
+    restarted = again[finished]["rows"][len(after[finished]["rows"]):]  # Tune did start it again: a closing row,
+    assert restarted and all("train/loss" not in r for r in restarted), restarted  # and no trained epoch
+
+
+def _mark_running_in_tune_state(exp: Path, trial_dir: str) -> None:
+    """Set one trial's status to RUNNING in the newest experiment state, the one `Tuner.restore` reads."""
+    state = max(exp.glob("experiment_state-*.json"))
+    saved = json.loads(state.read_text())
+    hits = 0
+    for entry in saved["trial_data"]:  # [the trial's own JSON state, its runtime metadata]
+        trial = json.loads(entry[0])
+        if trial["relative_logdir"] == trial_dir:
+            assert trial["status"] == "TERMINATED", trial["status"]
+            trial["status"], entry[0], hits = "RUNNING", json.dumps(trial), hits + 1
+    assert hits == 1, f"{trial_dir} not in {state.name}"
+    state.write_text(json.dumps(saved))
 
 
 def test_killed_worker_is_retried_from_its_checkpoint(tmp_path):
