@@ -450,11 +450,12 @@ def _refuse_a_second_local_ray() -> None:
     """Two local Ray instances on one machine hang sweeps: Ray Train 2.60's placement-group cleaner asks "the"
     local cluster for its controller's state, finds two ("Found multiple active Ray instances") and gives up, and
     trials then waited forever (seen twice here: a stopped trial's CPU kept, a resumed sweep's next trial never
-    started). The same process search Ray uses; skipped if that private helper moves."""
+    started). The same process search Ray uses, uncached (Ray caches what it found for the process's lifetime);
+    skipped if that private helper moves."""
     try:
-        from ray._private.services import find_gcs_addresses
+        from ray._private.services import _find_address_from_flag
 
-        others = sorted(find_gcs_addresses())
+        others = sorted(set(_find_address_from_flag("--gcs-address")))
     except Exception:  # noqa: BLE001 - a check, never a reason to fail
         return
     if others:
