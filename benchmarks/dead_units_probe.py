@@ -6,10 +6,11 @@ by about the learning rate, with one sign per unit (the flattened features after
 so one step shifts a unit's pre-activation by about lr x fan-in x mean(feature): ~4 at 64x64 with batch norm
 (8,192 features near unit scale), far beyond the ~0.5 spread at initialisation; a unit pushed below zero on
 every face gets no gradient again. This probe trains with the project's own batches and step (the sweep
-trial's recipe: `--profile settle`, flip only, cosine over 8 epochs) without Ray, one thread, and after the
-steps in `--at` counts the dense units never positive on validation faces (the first `--val-faces`), with the rms of the
-dense layer's input (flattened features) and pre-activation. Arms change the model, input size, learning rate
-or warmup, one thing at a time; every arm sees the same faces in the same order (sweep.batches.epoch_stream).
+trial's recipe: `--profile settle`, flip only, cosine over 8 epochs) without Ray, one thread, and after the steps
+in `--at` counts the dense units never positive on validation faces (the first `--val-faces`), with the rms of the
+dense layer's input (flattened features) and pre-activation. Arms change the model, initial weights, input size,
+optimiser, learning rate or warmup, one thing at a time; every arm sees the same faces in the same order
+(sweep.batches.epoch_stream).
 
     python benchmarks/dead_units_probe.py                          # the default arms, 100 steps
     python benchmarks/dead_units_probe.py --arms bn64 bn64_warm1 --at 0 1 10 224
@@ -29,11 +30,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 FER_CSV = Path(__file__).resolve().parents[2] / "shared/datasets/fer2013/icml_face_data.csv.gz"
 
 # The sweep's settle recipe (sweep/profiles.py) as the reference; each arm overrides one or two settings.
-REFERENCE = {"model": "baseline", "input_size": 64, "lr": 1e-3, "warmup": 0.0, "epochs": 8}
+REFERENCE = {"model": "baseline", "input_size": 64, "init": "torch", "optimizer": "adam",
+             "lr": 1e-3, "warmup": 0.0, "epochs": 8}
 ARMS = {
     "bn64": {},  # the recipe of reports/components-64px-fer2013
     "bn64_warm1": {"warmup": 1.0},  # linear warmup over the first epoch, as reports/components-64px-warmup-fer2013
     "bn64_lr3e-4": {"lr": 3e-4},
+    # SGD's step is proportional to each weight's gradient, not about lr for every weight as Adam's first steps
+    "bn64_sgd1e-2": {"optimizer": "sgd", "lr": 1e-2},  # Nesterov momentum 0.9 (TrainConfig's default)
+    "bn64_sgd5e-2": {"optimizer": "sgd", "lr": 5e-2},
+    "bn64_keras": {"init": "keras"},  # Keras' initial weights (ModelConfig.init), as the study most likely had
+    "bn64_keras_warm1": {"init": "keras", "warmup": 1.0},
     "nobn64": {"model": "no_batchnorm"},
     "bn48": {"input_size": 48},
     "bn32": {"input_size": 32},
@@ -89,9 +96,9 @@ def run_arm(name: str, overrides: dict, at: list[int], seed: int, splits, val_fa
     tx, ty = on_device(preprocess_images(splits.train_x, pre), splits.train_y)
     vx, vy = on_device(preprocess_images(splits.val_x[:val_faces], pre), splits.val_y[:val_faces])
     flip = replace(AugmentConfig.none(), hflip_p=0.5)
-    train = TrainConfig(lr=a["lr"], epochs=a["epochs"], warmup_epochs=a["warmup"], precision="auto")
+    train = TrainConfig(optimizer=a["optimizer"], lr=a["lr"], epochs=a["epochs"], warmup_epochs=a["warmup"], precision="auto")
     torch.manual_seed(seed)
-    model = build_model(a["model"], input_size=a["input_size"])
+    model = build_model(a["model"], input_size=a["input_size"], init=a["init"])
     steps_per_epoch = -(-len(tx) // train.batch_size)
     opt = make_optimizer(model, train)
     sched = make_scheduler(opt, train, steps_per_epoch=steps_per_epoch)

@@ -62,4 +62,9 @@ def build_cnn(cfg: ModelConfig) -> nn.Sequential:
     model = nn.Sequential()
     model.add_module("features", nn.Sequential(*blocks))
     model.add_module("classifier", nn.Sequential(*head))
+    if cfg.init == "keras":
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.xavier_uniform_(m.weight)  # Keras' glorot_uniform: fans count the kernel's 3x3 too
+                nn.init.zeros_(m.bias)
     return model

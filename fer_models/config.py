@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 FAMILIES = ("cnn", "resnet18")
 PADDINGS = ("same", "valid")
+INITS = ("torch", "keras")
 
 
 @dataclass(frozen=True)
@@ -30,12 +31,21 @@ class ModelConfig:
     num_classes: int = 7  # FER-2013 emotions, order fer_data.CLASS_NAMES
     in_channels: int = 1  # grayscale faces
     input_size: int = 64  # side S of the square input [B, in_channels, S, S]; fixes the Flatten width
+    # Initial weights: "torch" (PyTorch's defaults) or "keras" (Keras' defaults, which the study most likely had:
+    # Glorot-uniform kernels and zero biases in every conv and dense layer). "keras" widens the first dense layer's
+    # initial pre-activations about 2.4x at 64x64 (Glorot's bound sqrt(6 / (fan_in + fan_out)) against PyTorch's
+    # 1 / sqrt(fan_in)); see benchmarks/dead_units_probe.py for what that does to its dead units.
+    init: str = "torch"
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
             raise ValueError(f"ModelConfig.family={self.family!r}: valid families are {', '.join(FAMILIES)}")
         if self.padding not in PADDINGS:
             raise ValueError(f"ModelConfig.padding={self.padding!r}: valid values are {', '.join(PADDINGS)}")
+        if self.init not in INITS:
+            raise ValueError(f"ModelConfig.init={self.init!r}: valid values are {', '.join(INITS)}")
+        if self.family != "cnn" and self.init != "torch":
+            raise ValueError(f"ModelConfig.init={self.init!r}: only the cnn family has a choice of init")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"ModelConfig.dropout={self.dropout}: must be in [0, 1)")
         if self.l2 < 0:

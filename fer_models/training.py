@@ -48,6 +48,12 @@ class TrainConfig:
     warmup_epochs: float = 0.0  # linear warmup from 0, in epochs
     label_smoothing: float = 0.0  # cross-entropy label smoothing; 0 = off (the study uses plain CE)
     grad_clip: float = 0.0  # max global grad norm; 0 = no clipping
+    # N > 0: a dense (Linear) layer with fan-in above N trains at lr x N / fan-in; 0 = one lr for every layer.
+    # Adam moves every weight by about lr in its first steps, all of a unit's the same way (its inputs, after ReLU
+    # and max-pool, are >= 0), so a dense unit's pre-activation jumps by about lr x fan-in x mean input: ~5 for the
+    # 8,192 inputs of the 64x64 baseline, which kills most of its units for good (benchmarks/dead_units_probe.py).
+    # The scaling keeps that jump the same for every layer, as muP scales Adam's rate for hidden layers.
+    dense_lr_fan_in: int = 0
     precision: str = "auto"  # perf.resolve_precision: "auto" | "fp32" | "bf16" | "fp16"
 
     def __post_init__(self) -> None:
@@ -57,6 +63,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.lr_schedule={self.lr_schedule!r}: valid values are {', '.join(SCHEDULES)}")
         if self.precision not in perf.PRECISIONS:
             raise ValueError(f"TrainConfig.precision={self.precision!r}: valid values are {', '.join(perf.PRECISIONS)}")
+        if self.dense_lr_fan_in < 0:
+            raise ValueError(f"TrainConfig.dense_lr_fan_in={self.dense_lr_fan_in}: must be >= 0 (0 = off)")
         for name in ("lr", "batch_size", "epochs"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"TrainConfig.{name}={getattr(self, name)}: must be > 0")
@@ -77,12 +85,26 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     # On a GPU, PyTorch's fused kernel: one launch per step instead of one per tensor (these small nets are
     # launch-bound). Not yet timed in this project (no GPU here); CPUs keep the default implementation.
     fused = {"fused": True} if params and params[0].is_cuda else {}
+    groups = _lr_groups(model, params, cfg)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
+        return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0,
+        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0,
                            weight_decay=cfg.weight_decay, **fused)
+
+
+def _lr_groups(model: nn.Module, params: list, cfg: TrainConfig) -> list[dict]:
+    """Parameter groups: every parameter at cfg.lr first (group 0, whose lr the logs report), then one group per
+    dense layer that cfg.dense_lr_fan_in slows down (its weight and bias)."""
+    slow = [m for m in model.modules() if isinstance(m, nn.Linear) and 0 < cfg.dense_lr_fan_in < m.in_features]
+    slowed = {id(p) for m in slow for p in m.parameters()}
+    groups = [{"params": [p for p in params if id(p) not in slowed]}]
+    for m in slow:
+        own = [p for p in m.parameters() if p.requires_grad]
+        if own:
+            groups.append({"params": own, "lr": cfg.lr * cfg.dense_lr_fan_in / m.in_features})
+    return groups
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):

@@ -35,6 +35,14 @@ RAY_BIN = str(Path(sys.executable).with_name("ray"))
 # Ray 2.60 turns on token auth for local clusters; usage stats would try to phone home.
 BASE_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
 
+# For a test that polls a trial's rows mid-run. Tune's driver writes result.json to a local staging folder and
+# copies it to the storage path with each experiment snapshot, at most every 10 s by default: longer than a whole
+# trial in these tests, so a trial's rows reached the storage path only once it had finished (CI, 2026-12-04).
+# Snapshots every 0.5 s let a poll see a trial mid-way. Set it on a sweep's first run: a resumed run keeps the
+# snapshot period saved in the experiment state it resumes (Ray 2.60's TuneController.__setstate__), whatever
+# the environment says then.
+FAST_SNAPSHOTS = {"TUNE_GLOBAL_CHECKPOINT_S": "0.5"}
+
 
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now (racy by nature; good enough for tests)."""

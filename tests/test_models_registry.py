@@ -123,6 +123,30 @@ def test_bad_config_values_rejected():
         ModelConfig(dropout=1.0)
     with pytest.raises(ValueError, match="too small"):
         build_cnn(ModelConfig(conv_widths=(8, 8, 8, 8), input_size=8))
+    with pytest.raises(ValueError, match="init='glorot'.*torch, keras"):
+        ModelConfig(init="glorot")
+    with pytest.raises(ValueError, match="only the cnn family"):
+        get_config("resnet18_fer").replace(init="keras")
+
+
+def test_keras_init_is_glorot_uniform_with_zero_biases():
+    """init="keras": every conv and dense kernel uniform within Glorot's bound sqrt(6 / (fan_in + fan_out)) and
+    filling it (not PyTorch's narrower 1 / sqrt(fan_in)), every bias zero; the default keeps PyTorch's."""
+    torch.manual_seed(0)
+    keras = build_model("baseline", init="keras")
+    torch.manual_seed(0)
+    default = build_model("baseline")
+    layers = [m for m in keras.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert len(layers) == 5  # three convs, the hidden dense layer, the output layer
+    for m in layers:
+        fan_in, fan_out = m.weight[0].numel(), m.weight.shape[0] * m.weight[0, 0].numel()
+        bound = (6 / (fan_in + fan_out)) ** 0.5
+        w = m.weight.detach().abs()
+        assert float(w.max()) <= bound and float(w.max()) > 0.95 * bound, (m, bound)
+        assert not m.bias.detach().any()
+    dense_keras, dense_default = keras.classifier[1].weight, default.classifier[1].weight  # 8,192 -> 128
+    assert float(dense_default.abs().max()) <= 8192 ** -0.5 < 0.5 * float(dense_keras.abs().max())
+    assert default.classifier[1].bias.detach().any()
 
 
 def test_valid_padding_shrinks_maps():

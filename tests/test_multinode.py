@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from ray_cluster import LoopbackCluster, kill_pids, pids_of, run_cli
+from ray_cluster import FAST_SNAPSHOTS, LoopbackCluster, kill_pids, pids_of, run_cli
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 
@@ -184,10 +184,8 @@ def test_worker_node_loss_mid_sweep_loses_no_trial(two_nodes, tmp_path):
                                 "--address", cluster.address,
                           "--storage-path", str(tmp_path), "--name", "loss"]
     with open(log, "w") as fh:
-        # result.json reaches the storage path with Tune's experiment snapshots, by default at most every 10 s:
-        # longer than a trial here, so the poll below saw each trial's rows first when it was nearly done
-        # (CI, 2026-12-04). Snapshots every 0.5 s let it see a trial mid-way.
-        env = sweep_env(cluster) | {"TUNE_GLOBAL_CHECKPOINT_S": "0.5"}
+        # Snapshots every 0.5 s: the poll below sees a trial mid-way (FAST_SNAPSHOTS says why).
+        env = sweep_env(cluster) | FAST_SNAPSHOTS
         sweep = subprocess.Popen(args, env=env, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
                                  start_new_session=True)
     try:

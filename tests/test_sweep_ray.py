@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from ray_cluster import FAST_SNAPSHOTS
+
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(1500)]
 STUDY = ["baseline", "no_batchnorm", "no_dropout", "fewer_layers", "optimized"]
 
@@ -206,13 +208,8 @@ def test_resume_after_interrupts_at_several_points_reruns_no_finished_trial(tmp_
     its final.json without training."""
     grid = tmp_path / "three.yaml"
     grid.write_text("scientific:\n  model.name: [fewer_layers, baseline, no_dropout]\n")
-    # Tune's driver writes result.json to a local staging folder and copies it to the storage path with each
-    # experiment snapshot, at most every 10 s by default: longer than a whole trial here, so the rows of a trial
-    # in progress reached the storage path only once it had finished (CI, 2026-12-04). Snapshots every 0.5 s let
-    # the poll see a trial mid-way. Set for the first run: a resumed run keeps the snapshot period the run it
-    # resumes saved in its experiment state (Ray 2.60's TuneController.__setstate__), whatever the environment
-    # says then.
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1", "TUNE_GLOBAL_CHECKPOINT_S": "0.5"}
+    # Snapshots every 0.5 s from the first run on (FAST_SNAPSHOTS): the polls below see a trial mid-way.
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1", **FAST_SNAPSHOTS}
     # All the synthetic faces (1,024 > the smoke profile's 256): trials long enough to be caught mid-way.
     cmd = sweep_cmd(tmp_path, "res", "--grid", str(grid), "--max-concurrent", "1", "--epochs", "3",
                     "--set", "data.limit_per_split=1024")
@@ -278,8 +275,8 @@ def _mark_running_in_tune_state(exp: Path, trial_dir: str) -> None:
 def test_killed_worker_is_retried_from_its_checkpoint(tmp_path):
     grid = tmp_path / "one.yaml"
     grid.write_text("scientific:\n  model.name: [optimized]\n")
-    # Snapshots every 0.5 s: the rows polled below reach the storage path as they are logged (see above).
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1", "TUNE_GLOBAL_CHECKPOINT_S": "0.5"}
+    # Snapshots every 0.5 s: the rows polled below reach the storage path as they are logged.
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1", **FAST_SNAPSHOTS}
     cmd = sweep_cmd(tmp_path, "kill", "--grid", str(grid), "--epochs", "5", "--set", "data.limit_per_split=1024")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             start_new_session=True)
