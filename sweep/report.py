@@ -293,7 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             group_variants(exp := load_experiment(args.experiment_dir, args.pool))  # refused before anything is copied
             if args.shared:
                 find_counterpart(exp, args.shared)
-            exp_dir = export_raw(args.experiment_dir, args.export)
+            # A counterpart given with --against replaces the one the folder may already carry in its shared/.
+            exp_dir = export_raw(args.experiment_dir, args.export, counterpart=not args.shared)
             if args.shared:
                 export_raw(args.shared, Path(exp_dir) / SHARED_DIR, counterpart=False)
             for run, name in zip(args.pool, names):

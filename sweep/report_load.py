@@ -449,10 +449,15 @@ def constants(exp: Experiment) -> dict:
     return {**(exp.meta.get("nuisance") or {}), **(exp.meta.get("constants") or {})}
 
 
+# Settings added after runs were committed, with the value a run that does not record one trained at, so that
+# a run of today pools with and reads against those runs when it leaves the setting alone.
+ADDED_LATER = {"train.dense_lr_fan_in": 0}
+
+
 def differing_settings(a: Experiment, b: Experiment) -> list[str]:
     """The constant settings (dotted keys) whose values differ between two runs, in `a`'s order, then `b`'s."""
     ca, cb = constants(a), constants(b)
-    return [k for k in dict.fromkeys([*ca, *cb]) if ca.get(k) != cb.get(k)]
+    return [k for k in dict.fromkeys([*ca, *cb]) if ca.get(k, ADDED_LATER.get(k)) != cb.get(k, ADDED_LATER.get(k))]
 
 
 def run_host_kind(meta: dict) -> str | None:

@@ -85,6 +85,33 @@ def test_train_with_l2_class_weights_scheduler_clip():
     assert 0 < out["lr"] < cfg.lr  # cosine after warmup: half-way through 2 epochs
 
 
+def test_dense_lr_fan_in_slows_only_wide_dense_layers_and_follows_the_schedule():
+    model = build_model("optimized", input_size=64)  # dense 16,384 -> 256 -> 128 -> 7
+    cfg = TrainConfig(lr=1e-3, epochs=2, warmup_epochs=1, dense_lr_fan_in=512)
+    opt = make_optimizer(model, cfg)
+    first_dense = model.classifier[1]
+    assert [g["lr"] for g in opt.param_groups] == [1e-3, pytest.approx(1e-3 * 512 / 16384)]
+    assert {id(p) for p in opt.param_groups[1]["params"]} == {id(first_dense.weight), id(first_dense.bias)}
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
+    sched = make_scheduler(opt, cfg, steps_per_epoch=10)
+    for _ in range(5):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[1]["lr"] == pytest.approx(opt.param_groups[0]["lr"] * 512 / 16384)  # one schedule
+    # Adam's first step moves every weight by about its group's lr: the slowed layer 32x less.
+    torch.manual_seed(0)
+    model = build_model("baseline", input_size=64)
+    before = [p.detach().clone() for p in (model.classifier[1].weight, model.features[2][0].weight)]
+    opt = make_optimizer(model, TrainConfig(lr=1e-3, dense_lr_fan_in=1024, lr_schedule="none"))
+    train_one_epoch(model, _batches(n=16, size=64, bs=16), opt, precision="fp32", device="cpu")
+    dense_step, conv_step = (float((p.detach() - b).abs().max()) for p, b in
+                             zip((model.classifier[1].weight, model.features[2][0].weight), before))
+    assert dense_step == pytest.approx(1e-3 * 1024 / 8192, rel=0.01) and conv_step == pytest.approx(1e-3, rel=0.01)
+    assert len(make_optimizer(model, TrainConfig()).param_groups) == 1  # 0 = off
+    with pytest.raises(ValueError, match="dense_lr_fan_in=-1"):
+        TrainConfig(dense_lr_fan_in=-1)
+
+
 def test_bf16_step_runs_on_cpu():
     torch.manual_seed(0)
     model = build_model("baseline", input_size=48)

@@ -86,6 +86,14 @@ def test_a_pooled_run_at_other_settings_of_another_grid_or_with_a_repeated_seed_
     (later / "sweep_meta.json").write_text(json.dumps({**meta, "constants": {**meta["constants"], "train.epochs": 20}}))
     with pytest.raises(ReportError, match=re.escape("settings differ from first's: train.epochs=20 vs 8")):
         load_experiment(first, [later])
+    # A setting added after the first run was made: the later run's record of its old value pools; another does not.
+    (later / "sweep_meta.json").write_text(json.dumps({**meta, "constants": {**meta["constants"],
+                                                                             "train.dense_lr_fan_in": 0}}))
+    assert len(load_experiment(first, [later]).trials) == 12
+    (later / "sweep_meta.json").write_text(json.dumps({**meta, "constants": {**meta["constants"],
+                                                                             "train.dense_lr_fan_in": 512}}))
+    with pytest.raises(ReportError, match=re.escape("train.dense_lr_fan_in=512 vs")):
+        load_experiment(first, [later])
     (later / "sweep_meta.json").write_text(json.dumps({**meta, "grid": "ablation"}))
     with pytest.raises(ReportError, match="its grid \\(ablation\\) differs from first's \\(components\\)"):
         load_experiment(first, [later])

@@ -128,3 +128,8 @@ def test_a_counterpart_travels_without_its_own_counterpart(tmp_path, capsys):
     report = (dest / "report.md").read_text()
     build_report(dest)
     assert (dest / "report.md").read_text() == report
+    # An exported folder read against another run: the run given replaces the counterpart it carried.
+    again = tmp_path / "third"
+    assert main([str(first), "--against", str(later), "--export", str(again)]) == 0
+    assert json.loads((again / "shared" / "sweep_meta.json").read_text())["name"] == "later-run"
+    assert "`shared/` (`later-run`" in (again / "report.md").read_text()
