@@ -17,9 +17,9 @@ from pathlib import Path
 from sweep import stats
 from sweep.report_axes import axis_families, scientific_axes
 from sweep.report_claims import evaluate_claims, reading
-from sweep.report_format import fmt_interval, md_table
-from sweep.report_load import (Experiment, ReportError, Variant, constants, differing_settings, group_variants,
-                               load_experiment, run_host_kind, tuned_keys)
+from sweep.report_format import fmt_interval, fmt_p, md_table, test_name
+from sweep.report_load import (ADDED_LATER, Experiment, ReportError, Variant, constants, differing_settings,
+                               group_variants, load_experiment, run_host_kind, tuned_keys)
 from sweep.report_study import is_study_ablation
 
 SHARED_DIR = "shared"  # where an exported experiment keeps its shared-setting counterpart
@@ -59,7 +59,10 @@ def setting(exp: Experiment, keys: Sequence[str], *, tuned: bool = True) -> str:
         return "tuned"
     consts = constants(exp)
     if not tuned:
-        return ", ".join(f"{k}={consts.get(k, 'unset')}" for k in keys) or "the same settings"
+        def value(k):
+            return consts[k] if k in consts else f"{ADDED_LATER[k]} (not recorded)" if k in ADDED_LATER else "unset"
+
+        return ", ".join(f"{k}={value(k)}" for k in keys) or "the same settings"
     vals = ", ".join(f"{k}={consts[k]}" for k in keys if k in consts)
     return f"shared {vals}".strip()
 
@@ -81,6 +84,30 @@ def _comparison_rows(exp: Experiment, variants: Sequence[Variant]) -> dict[tuple
                 out[(fam.axis, c.variant.label, c.reference.label, split)] = (fmt_interval(c.diff),
                                                                               reading(c.verdict(+1)))
     return out
+
+
+def _setting_effect_rows(variants: Sequence[Variant], others: Sequence[Variant]) -> list[list]:
+    """Each variant run in both experiments, this run minus the other, paired over the seeds both ran (Welch when
+    fewer than two are shared); Holm within each split over the variants."""
+    theirs = {v.label: v for v in others}
+    rows = []
+    for split in ("val", "test"):
+        diffs = []
+        for v in variants:
+            if v.label in theirs:
+                a, b = v.by_seed(split), theirs[v.label].by_seed(split)
+                if a and b:
+                    d = stats.compare(a, b)
+                    seeds = sorted(set(a) & set(b), key=repr) if d.test == "paired" else None
+                    diffs.append((v.label, d, seeds, a, b))
+        adjusted = stats.holm([d.p for _, d, *_ in diffs])
+        for (label, d, seeds, a, b), p_adj in zip(diffs, adjusted):
+            mean = (lambda m: 100 * sum(m[s] for s in seeds) / len(seeds)) if seeds else (
+                lambda m: 100 * sum(m.values()) / len(m))
+            rows.append([label, split, ", ".join(str(s) for s in seeds) if seeds else "all (unpaired)",
+                         f"{mean(a):.2f}", f"{mean(b):.2f}", fmt_interval(d), test_name(d), fmt_p(d.p),
+                         fmt_p(p_adj), reading(stats.statistical_verdict(d, +1, p_adj))])
+    return rows
 
 
 def section_sensitivity(exp: Experiment, variants: Sequence[Variant], other: Counterpart) -> list[str]:
@@ -113,6 +140,15 @@ def section_sensitivity(exp: Experiment, variants: Sequence[Variant], other: Cou
                      f"{other.where} ({there}): Δ pp [95%]: reading", "reading changes", "axis"], rows)
     both = sum(1 for k in mine if k in theirs)
     out += ["", f"{changed} of {both} readings present in both runs change; {reversed_} reverse.", ""]
+    if effect := _setting_effect_rows(variants, other.variants):
+        out += [f"What the setting does to each variant run in both: its accuracy in this run minus in {other.where}, "
+                "paired over the seeds both ran, Holm within each split; the means are over those seeds. A seed fixes "
+                "the batch order and the flips, so where both runs' code draws them alike a pair differs in the "
+                "setting alone; where a change between their commits (each run's *Reproducibility*) draws them "
+                "otherwise, the pairs share only the seed number: the test stays valid, only less sharp.", ""]
+        out += md_table(["variant", "split", "seeds", f"this run ({here}) %", f"{other.where} ({there}) %",
+                         "Δ pp [95%]", "test", "p", "Holm p", "reading"], effect)
+        out.append("")
     if is_study_ablation(variants) and is_study_ablation(other.variants):
         def verdict(c) -> str:
             return "not run" if c is None or c.ours == "—" else c.verdict

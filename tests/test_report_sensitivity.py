@@ -12,11 +12,11 @@ JITTER = {0: 0.0, 1: 0.002, 2: -0.002}  # the differences' spread across seeds
 SCI = {"model.name": ["baseline", "no_batchnorm", "no_dropout"]}
 
 
-def _run(root, name, accs: dict, lrs: dict, **meta):
+def _run(root, name, accs: dict, lrs: dict, jitter=JITTER, **meta):
     exp = new_exp(root, name, scientific=SCI, nuisance={"train.lr": 0.001}, **meta)
     for model, acc in accs.items():
         for s in SEEDS:
-            v = acc + (JITTER[s] if model != "baseline" else 0.0)
+            v = acc + (jitter[s] if model != "baseline" else 0.0)
             write_trial(exp, f"t_{model}_{s}", params(model, s, **{"train.lr": lrs[model]}), val=v, test=v)
     return exp
 
@@ -133,3 +133,27 @@ def test_a_counterpart_travels_without_its_own_counterpart(tmp_path, capsys):
     assert main([str(first), "--against", str(later), "--export", str(again)]) == 0
     assert json.loads((again / "shared" / "sweep_meta.json").read_text())["name"] == "later-run"
     assert "`shared/` (`later-run`" in (again / "report.md").read_text()
+
+
+def test_each_variant_run_in_both_is_read_against_itself_paired_by_seed(tmp_path, capsys):
+    # the setting's own effect: no_batchnorm +1 pp (seed by seed +1.0, +1.8, +0.2), no_dropout -2 pp (-2.0, -1.2,
+    # -2.8), baseline +3 pp at every seed (no variance: no test)
+    lrs = {m: 0.001 for m in SCI["model.name"]}
+    before = _run(tmp_path, "before", {"baseline": 0.50, "no_batchnorm": 0.45, "no_dropout": 0.55}, lrs,
+                  constants={"train.lr": 0.001})
+    after = _run(tmp_path, "after", {"baseline": 0.53, "no_batchnorm": 0.45, "no_dropout": 0.52}, lrs,
+                 jitter={0: 0.01, 1: 0.02, 2: 0.0}, constants={"train.lr": 0.001, "train.dense_lr_fan_in": 512})
+    assert main([str(after), "--against", str(before)]) == 0
+    sec = section((after / "report.md").read_text(), "Sensitivity to the setting")
+    assert "this experiment (train.dense_lr_fan_in=512)" in sec
+    assert "(`before`, train.dense_lr_fan_in=0 (not recorded))" in sec  # predates the setting: ran at 0
+    table = sec[sec.index("What the setting does to each variant"):]
+    bn = row(table, "no_batchnorm")
+    assert bn[1:7] == ["val", "0, 1, 2", "46.00", "45.00", bn[5], "paired t (3 shared seeds)"]
+    assert bn[5] == "+1.00 pp [-0.99, +2.99]" and bn[9] == "inconclusive"
+    nd = row(table, "no_dropout")
+    # p 0.0494 alone, Holm 2 x 0.0494 over the split's two tested rows (baseline has no test): not decisive
+    assert nd[3:10] == ["53.00", "55.00", "-2.00 pp [-3.99, -0.01]", "paired t (3 shared seeds)", "0.0494",
+                        "0.0988", "inconclusive"]
+    base = row(table, "baseline")
+    assert base[3:5] == ["53.00", "50.00"] and base[5].startswith("+3.00 pp (") and base[9] == "inconclusive"
