@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from sweep import stats
 from sweep.report_axes import axis_families, scientific_axes
 from sweep.report_claims import evaluate_claims, reading
@@ -102,10 +104,9 @@ def _setting_effect_rows(variants: Sequence[Variant], others: Sequence[Variant])
                     diffs.append((v.label, d, seeds, a, b))
         adjusted = stats.holm([d.p for _, d, *_ in diffs])
         for (label, d, seeds, a, b), p_adj in zip(diffs, adjusted):
-            mean = (lambda m: 100 * sum(m[s] for s in seeds) / len(seeds)) if seeds else (
-                lambda m: 100 * sum(m.values()) / len(m))
+            means = [100 * float(np.mean([m[s] for s in seeds] if seeds else list(m.values()))) for m in (a, b)]
             rows.append([label, split, ", ".join(str(s) for s in seeds) if seeds else "all (unpaired)",
-                         f"{mean(a):.2f}", f"{mean(b):.2f}", fmt_interval(d), test_name(d), fmt_p(d.p),
+                         f"{means[0]:.2f}", f"{means[1]:.2f}", fmt_interval(d), test_name(d), fmt_p(d.p),
                          fmt_p(p_adj), reading(stats.statistical_verdict(d, +1, p_adj))])
     return rows
 
