@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from sweep.claims import claims_markdown
 from sweep.report import build_report
 
 # Figures may differ in a few pixels between CPU kinds: Optuna's contour plot interpolates in floating point, whose
@@ -55,3 +56,10 @@ def test_differing_pixels_counts_changed_pixels(tmp_path: Path):
 
 def test_every_committed_report_is_found():
     assert {p.name for p in REPORTS} >= {"ablation-flat-fer2013", "components-flat-fer2013", "optimized-flat-fer2013"}
+
+
+def test_committed_claims_table_rebuilds():
+    """reports/CLAIMS.md is what `python -m sweep.claims reports/ --out reports/CLAIMS.md` writes from the
+    committed runs: a report added or rebuilt without it fails here."""
+    reports = REPORTS[0].parent
+    assert claims_markdown([reports], reports) == (reports / "CLAIMS.md").read_text()

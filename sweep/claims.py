@@ -1,0 +1,215 @@
+"""The study's five claims in every run at once: one row per experiment folder, each claim's difference, interval
+and verdict as that run's own report computes them (sweep.report_claims.evaluate_claims), beside the settings in
+which the runs differ. A reader sees which verdicts survive a change of input size, budget or recipe without opening
+a dozen reports; every cell links back to a report that rebuilds from its raw files.
+
+    python -m sweep.claims reports/ --out reports/CLAIMS.md   # every committed run with the study's CNNs
+    python -m sweep.claims runs/a runs/b                        # two runs, printed
+
+A folder is an experiment folder (holding sweep_meta.json) or a folder of them. Runs without the study's baseline
+and another of its CNNs under the official protocol (leak audits, searches) are named below the table, not dropped
+silently. A report's `shared/` counterpart is not a row of its own; its `pooled/` runs count, as in its report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sweep import stats
+from sweep.report_claims import (PAIRWISE_CLAIMS, STUDY_REPORTED, STUDY_SETTINGS, ClaimResult, claimed_difference_pp,
+                                 evaluate_claims)
+from sweep.report_format import fmt_ci, md_table, pct
+from sweep.report_load import (ADDED_LATER, BASELINE, MODEL_ORDER, OFFICIAL, Experiment, ReportError, Variant,
+                               constants, group_variants, is_seed_key, load_experiment, official_variant,
+                               run_host_kind, tuned_keys)
+from sweep.report_study import is_study_ablation
+
+# Settings that are not a run's recipe: which variants count is fixed by the claims (official, no rebalancing).
+NOT_RECIPE = {"model.name", "data.protocol", "data.balance"}
+FIRST_KEYS = ("data.input_size", "train.epochs")  # the columns a reader looks for first
+TUNED = "tuned"
+HOST_SHORT = {"without native bf16": "CPU fp32", "with native bf16": "CPU bf16", "GPU": "GPU"}
+
+
+@dataclass
+class RunClaims:
+    path: Path
+    settings: dict  # the run's constant settings, a setting added later at its old value, tuned ones as TUNED
+    hosts: list[str]
+    variants: list[Variant]
+    claims: list[ClaimResult]
+
+
+def find_runs(paths: Sequence[str | Path]) -> list[Path]:
+    """Each path that is an experiment folder, and the experiment folders directly inside each path that is not."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if (p / "sweep_meta.json").is_file():
+            out.append(p)
+        elif not p.is_dir():
+            raise ReportError(f"{p}: does not exist")
+        elif runs := sorted(q.parent for q in p.glob("*/sweep_meta.json")):
+            out += runs
+        else:
+            raise ReportError(f"{p}: neither an experiment folder nor a folder of them (no sweep_meta.json in it "
+                              "or in its sub-folders)")
+    return list(dict.fromkeys(out))
+
+
+def host_short(kind: str | None) -> str:
+    for words, short in HOST_SHORT.items():
+        if kind and words in kind:
+            return short
+    return kind or "not recorded"
+
+
+def read_run(path: Path) -> tuple[Experiment, list[Variant]]:
+    exp = load_experiment(path)
+    return exp, group_variants(exp)
+
+
+def run_claims(exp: Experiment, variants: list[Variant]) -> RunClaims:
+    settings = {k: v for k, v in {**ADDED_LATER, **constants(exp)}.items()
+                if k not in NOT_RECIPE and not is_seed_key(k)}
+    settings.update({k: TUNED for k in tuned_keys(exp.meta)})
+    kinds = [run_host_kind(exp.meta)] + [r.get("host") for r in exp.meta.get("pooled") or []]
+    hosts = list(dict.fromkeys(host_short(k) for k in kinds))
+    return RunClaims(exp.path, settings, hosts, variants, evaluate_claims(variants))
+
+
+def differing_keys(runs: Sequence[RunClaims]) -> list[str]:
+    """The settings whose values are not the same in every run: input size and epochs first."""
+    keys = list(dict.fromkeys(k for r in runs for k in r.settings))
+    differ = [k for k in keys if len({repr(r.settings.get(k)) for r in runs}) > 1]
+    return [k for k in FIRST_KEYS if k in differ] + [k for k in differ if k not in FIRST_KEYS]
+
+
+def _value(v) -> str:
+    return "not recorded" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _pp(x: float) -> str:
+    return f"{100 * x:+.2f}"
+
+
+def claim_cell(c: ClaimResult, r: RunClaims) -> str:
+    """`diff [lo, hi] (n) **verdict**`; claim 4 gives its weakest comparison, claim 5 the optimized CNN's test."""
+    if c.ours == "—" or (c.number != 5 and not c.comparisons):
+        return "not run"
+    if c.number == 5:
+        v = official_variant("optimized", r.variants)
+        return f"{fmt_ci(v.summary('test'))} (n={len(v.done)}) **{c.verdict}**"
+    # claim 4 holds only if every comparison does: the smallest difference is the one closest to deciding it
+    comp = min(c.comparisons, key=lambda x: x.diff.diff)
+    d = comp.diff
+    head = "" if c.number != 4 else f"vs {comp.reference.model} "
+    interval = f"[{_pp(d.lo)}, {_pp(d.hi)}]" if d.tested else f"({d.note or 'no test'})"
+    return f"{head}{_pp(d.diff)} {interval} (n={d.n}) **{c.verdict}**"
+
+
+def _chance(runs: Sequence[RunClaims]) -> str:
+    """The majority class's share of validation and test faces (the accuracy of always predicting it)."""
+    rates = set()
+    for r in runs:
+        base = official_variant(BASELINE, r.variants)
+        rates.add(tuple(next((x for t in base.done if (x := stats.majority_rate(t.support(s))) is not None), None)
+                        for s in ("val", "test")))
+    said = [f"{pct(v)}% val and {pct(t)}% test" for v, t in sorted(rates, key=repr)]
+    return f"Chance: predicting the majority class scores {' or '.join(said)}."
+
+
+def _order(r: RunClaims) -> tuple:
+    """Rows by input size, then epochs, then folder name."""
+    return (*(v if isinstance(v := r.settings.get(k), (int, float)) else float("inf") for k in FIRST_KEYS),
+            r.path.name)
+
+
+def study_row(keys: Sequence[str]) -> list[str]:
+    """The study's own numbers in the table's columns: single runs, its settings largely unstated."""
+    val, test = STUDY_REPORTED["val_acc_pct"], STUDY_REPORTED["test_acc_pct"]
+    cells = [f"{claimed_difference_pp(m, 'val'):+.2f} (one run)" for _, _, m, _, _ in PAIRWISE_CLAIMS]
+    rival = max((m for m in test if m != "optimized"), key=test.get)
+    cells.append(f"vs {rival} {test['optimized'] - test[rival]:+.2f} (one run)")
+    cells.append(f"{test['optimized']:.2f} (one run)")
+    settings = [_value(STUDY_SETTINGS[k]) if k in STUDY_SETTINGS else "not stated" for k in keys]
+    return ["the study", *settings, "not stated", f"{val[BASELINE]:.2f} (one run)", *cells]
+
+
+def render(runs: Sequence[RunClaims], left_out: Sequence[tuple[Path, str]], base: Path) -> str:
+    keys = differing_keys(runs)
+    common = {k: v for k, v in runs[0].settings.items() if k not in keys} if runs else {}
+    lines = ["# The study's claims in every run", "",
+             "Generated by `python -m sweep.claims` from the experiment folders' raw trial files; do not edit by hand.",
+             "", "Each row is one run (its pooled runs included), each claim cell what that run's report says: the "
+             "difference in pp with its 95% interval and the seeds behind it (paired by seed where shared), and the "
+             "verdict under the report's rule (Holm within each run's family; a verdict holds for that run's budget "
+             "and recipe only). Claims 1-3: validation accuracy, the variant minus the baseline. Claim 4: test "
+             "accuracy, the optimized CNN minus the other CNN closest to beating it (the claim needs every such "
+             "difference to hold). Claim 5: the optimized CNN's test accuracy against the study's "
+             f"{STUDY_REPORTED['test_acc_pct']['optimized']:.2f}%. "
+             "Baseline: its validation accuracy, mean [95% interval]. " + _chance(runs), ""]
+    if common:
+        lines += ["Settings shared by every row: " + ", ".join(f"`{k}` {_value(v)}" for k, v in common.items()), ""]
+    header = ["run", *(k.split(".")[-1] for k in keys), "host", "baseline val",
+              *(f"claim {n}" for n in range(1, 6))]
+    rows = [study_row(keys)]
+    for r in sorted(runs, key=_order):
+        report = Path(os.path.relpath(r.path.resolve() / "report.md", base)).as_posix()
+        baseline = official_variant(BASELINE, r.variants)
+        rows.append([f"[{r.path.name}]({report})", *(_value(r.settings.get(k)) for k in keys), ", ".join(r.hosts),
+                     f"{fmt_ci(baseline.summary('val'))} (n={len(baseline.done)})",
+                     *(claim_cell(c, r) for c in r.claims)])
+    lines += md_table(header, rows)
+    lines += ["", "The claims, as the study states them: " + "; ".join(
+        f"{c.number}. {c.claim}" for c in (runs[0].claims if runs else [])) + "."]
+    if left_out:
+        lines += ["", "Runs without the study's baseline and another of its CNNs under the official protocol, so "
+                  "without a claim to decide: " + "; ".join(f"`{p.name}` ({why})" for p, why in left_out) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def claims_markdown(paths: Sequence[str | Path], base: str | Path) -> str:
+    """The markdown table for the runs under `paths`, its links relative to the folder `base`."""
+    runs, left_out = [], []
+    for path in find_runs(paths):
+        exp, variants = read_run(path)
+        if is_study_ablation(variants):
+            runs.append(run_claims(exp, variants))
+        else:
+            models = sorted({v.model for v in variants if v.done}, key=lambda m: (m not in MODEL_ORDER, m))
+            official = {v.model for v in variants if v.done and v.protocol == OFFICIAL}
+            why = ("models: " + ", ".join(models)) if models else "no completed trial"
+            if official and BASELINE not in official:
+                why += "; no official baseline"
+            left_out.append((exp.path, why))
+    if not runs:
+        raise ReportError("none of the runs has the study's baseline and another of its CNNs under the official "
+                          "protocol: no claim to tabulate")
+    return render(runs, left_out, Path(base).resolve())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m sweep.claims", description=__doc__.split("\n\n")[0])
+    ap.add_argument("paths", nargs="+", help="experiment folders, or folders of them (reports/)")
+    ap.add_argument("--out", default=None, help="write the markdown here (default: print it)")
+    args = ap.parse_args(argv)
+    try:
+        text = claims_markdown(args.paths, Path(args.out).resolve().parent if args.out else Path.cwd())
+    except ReportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.out:
+        Path(args.out).write_text(text)
+        print(args.out)
+    else:
+        print(text, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Tests for `sweep.claims`: the study's claims across runs, one row per experiment folder. Fake experiment folders
+with known metrics (test_report_fixtures.py); every number is checked against a hand-computed value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_report_fixtures import PRIVATE_TEST, new_exp, params, row, write_trial
+
+from sweep.claims import claims_markdown, main
+
+CONSTS = {"train.lr_schedule": "cosine", "train.warmup_epochs": 0}
+
+
+def make_run(root: Path, name: str, input_size: int, vals: dict, **consts) -> Path:
+    """A run of the study's CNNs: vals = {model: [val accuracy per seed 0, 1, 2]}, test = val."""
+    settings = {**CONSTS, "data.input_size": input_size, "train.epochs": 5, **consts}
+    exp = new_exp(root, name, constants=settings,
+                  hardware={"kind": "CPU with native bf16 (avx512_bf16/amx: bf16 + channels_last)"})
+    for model, accs in vals.items():
+        for seed, acc in enumerate(accs):
+            write_trial(exp, f"t_{model}_s{seed}", params(model, seed, **settings), train=0.7, val=acc, test=acc,
+                        test_support=PRIVATE_TEST)
+    return exp
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("reports")
+    # per-seed differences no_batchnorm - baseline: +0.03, +0.04, +0.05 -> mean +4.00 pp, sd 1 pp, t(2) = 4.303
+    make_run(root, "run64", 64, {"baseline": [0.50, 0.51, 0.52], "no_batchnorm": [0.53, 0.55, 0.57]},
+             **{"train.warmup_epochs": 1})
+    # no_dropout - baseline: -0.02, -0.02, -0.03 -> -2.33 pp; sd 0.577 pp -> half width 1.43 pp
+    make_run(root, "run32", 32, {"baseline": [0.55, 0.56, 0.57], "no_dropout": [0.53, 0.54, 0.54]})
+    leak = new_exp(root, "leak-only", constants={**CONSTS, "data.input_size": 32})
+    write_trial(leak, "t_base", params("baseline", 0, balance="oversample"), val=0.5, test=0.5)
+    return root
+
+
+def test_one_row_per_run_ordered_by_input_size_with_intervals(reports: Path):
+    assert main([str(reports), "--out", str(reports / "CLAIMS.md")]) == 0
+    text = (reports / "CLAIMS.md").read_text()
+    assert text == claims_markdown([reports / "run64", reports / "run32", reports / "leak-only"], reports)
+    header = row(text, "run")
+    assert header[1:3] == ["input_size", "warmup_epochs"]  # only the settings that differ between the runs
+    assert "`train.lr_schedule` cosine" in text and "`train.epochs` 5" in text  # shared ones said once
+    lines = [line for line in text.splitlines() if line.startswith("| [run")]
+    assert [line.split("]")[0] for line in lines] == ["| [run32", "| [run64"]  # 32 before 64
+    r64 = row(text, "[run64](run64/report.md)")
+    assert r64[1:4] == ["64", "1", "CPU bf16"]
+    assert r64[4] == "51.00 [48.52, 53.48] (n=3)"  # baseline val: 51 +- 4.303 * 1 / sqrt(3)
+    assert r64[5] == "+4.00 [+1.52, +6.48] (n=3) **holds**"  # the study's direction, the interval above 0
+    assert r64[6:10] == ["not run"] * 4
+    r32 = row(text, "[run32](run32/report.md)")
+    assert r32[5] == "not run"
+    assert r32[6] == "-2.33 [-3.77, -0.90] (n=3) **holds**"  # claim 2: dropout's removal lowers accuracy
+    study = row(text, "the study")
+    assert study[1:3] == ["64", "not stated"] and study[5:8] == ["+6.20 (one run)", "-0.79 (one run)",
+                                                              "-1.78 (one run)"]
+    assert study[8:10] == ["vs no_batchnorm +27.58 (one run)", "80.38 (one run)"]
+    # the oversampled baseline-only run is named with why, not dropped in silence
+    assert "`leak-only` (models: baseline)" in text
+    assert "14.29% val and 24.49% test" in text  # the majority class's share (the fixture's val is balanced)
+
+
+def test_optimized_claims_give_the_weakest_comparison_and_the_test_accuracy(tmp_path: Path):
+    make_run(tmp_path, "opt", 64, {"baseline": [0.50, 0.51, 0.52], "no_dropout": [0.60, 0.61, 0.63],
+                                   "optimized": [0.55, 0.56, 0.57]})
+    text = claims_markdown([tmp_path / "opt"], tmp_path)
+    r = row(text, "[opt](opt/report.md)")
+    # optimized - no_dropout on test: -0.05, -0.05, -0.06 -> -5.33 pp, the smaller of its two differences
+    assert r[6].startswith("vs no_dropout -5.33 [") and r[6].endswith("(n=3) **does not hold**")
+    assert r[7] == "56.00 [53.52, 58.48] (n=3) **does not hold**"  # far below the study's 80.38
+
+
+def test_bad_paths_are_one_line_errors(tmp_path: Path, capsys):
+    assert main([str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'missing'}: does not exist"
+    (tmp_path / "empty").mkdir()
+    assert main([str(tmp_path / "empty")]) == 2
+    assert "neither an experiment folder nor a folder of them" in capsys.readouterr().err
+    leak = new_exp(tmp_path, "leak")
+    write_trial(leak, "t", params("baseline", 0), val=0.5, test=0.5)
+    assert main([str(leak)]) == 2
+    assert "no claim to tabulate" in capsys.readouterr().err
