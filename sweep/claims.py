@@ -152,7 +152,10 @@ def render(runs: Sequence[RunClaims], left_out: Sequence[tuple[Path, str]], base
              "accuracy, the optimized CNN minus the other CNN closest to beating it (the claim needs every such "
              "difference to hold). Claim 5: the optimized CNN's test accuracy against the study's "
              f"{STUDY_REPORTED['test_acc_pct']['optimized']:.2f}%. "
-             "Baseline: its validation accuracy, mean [95% interval]. " + _chance(runs), ""]
+             "Baseline: its validation accuracy, mean [95% interval]. " + _chance(runs) + " The rows are not "
+             "independent replications (they share seed numbers, the data and often trials' settings; a row's "
+             "pooled runs are in it once), so a count of verdicts down a column is no test: read a column for how a "
+             "claim's reading moves with the settings.", ""]
     if common:
         lines += ["Settings shared by every row: " + ", ".join(f"`{k}` {_value(v)}" for k, v in common.items()), ""]
     header = ["run", *(k.split(".")[-1] for k in keys), "host", "baseline val",
