@@ -3,7 +3,8 @@ and verdict as that run's own report computes them (sweep.report_claims.evaluate
 which the runs differ. A reader sees which verdicts survive a change of input size, budget or recipe without opening
 a dozen reports; every cell links back to a report that rebuilds from its raw files.
 
-    python -m sweep.claims reports/ --out reports/CLAIMS.md   # every committed run with the study's CNNs
+    python -m sweep.claims reports/ --out reports/CLAIMS.md   # every committed run with the study's CNNs, and
+                                                              # reports/CLAIMS.png, the forest plot of claims 1-3
     python -m sweep.claims runs/a runs/b                        # two runs, printed
 
 A folder is an experiment folder (holding sweep_meta.json) or a folder of them. Runs without the study's baseline
@@ -14,6 +15,7 @@ silently. A report's `shared/` counterpart is not a row of its own; its `pooled/
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -23,6 +25,7 @@ from pathlib import Path
 from sweep import stats
 from sweep.report_claims import (PAIRWISE_CLAIMS, STUDY_REPORTED, STUDY_SETTINGS, ClaimResult, claimed_difference_pp,
                                  evaluate_claims)
+from sweep.report_figures import ForestRow, claims_across_figure
 from sweep.report_format import fmt_ci, md_table, pct
 from sweep.report_load import (ADDED_LATER, BASELINE, MODEL_ORDER, OFFICIAL, Experiment, ReportError, Variant,
                                constants, group_variants, is_seed_key, load_experiment, official_variant,
@@ -140,7 +143,30 @@ def study_row(keys: Sequence[str]) -> list[str]:
     return ["the study", *settings, "not stated", f"{val[BASELINE]:.2f} (one run)", *cells]
 
 
-def render(runs: Sequence[RunClaims], left_out: Sequence[tuple[Path, str]], base: Path) -> str:
+def run_label(r: RunClaims) -> str:
+    """The run's folder name with its input side and epochs, the settings a reader looks for first."""
+    size, epochs = (r.settings.get(k) for k in FIRST_KEYS)
+    return f"{r.path.name} ({_value(size)} px, {_value(epochs)} ep)"
+
+
+def figure_panels(runs: Sequence[RunClaims]) -> dict[str, list[ForestRow]]:
+    """Claims 1-3, one panel each: every run's difference from its baseline on validation, in the table's order."""
+    panels = {}
+    for number, _, model, _, split in PAIRWISE_CLAIMS:
+        rows = []
+        for r in runs:
+            c = next(c for c in r.claims if c.number == number)
+            d = c.comparisons[0].diff if c.comparisons else None
+            diff, lo, hi = ((100 * d.diff, 100 * d.lo, 100 * d.hi) if d is not None and d.tested else
+                            (100 * d.diff if d is not None else math.nan, math.nan, math.nan))
+            rows.append(ForestRow(run_label(r), diff, lo, hi, claimed_difference_pp(model, split), c.verdict))
+        panels[f"claim {number}: {model} − baseline, {split}"] = rows
+    return panels
+
+
+def render(runs: Sequence[RunClaims], left_out: Sequence[tuple[Path, str]], base: Path,
+           figure: Path | None = None) -> str:
+    runs = sorted(runs, key=_order)
     keys = differing_keys(runs)
     common = {k: v for k, v in runs[0].settings.items() if k not in keys} if runs else {}
     lines = ["# The study's claims in every run", "",
@@ -156,12 +182,19 @@ def render(runs: Sequence[RunClaims], left_out: Sequence[tuple[Path, str]], base
              "independent replications (they share seed numbers, the data and often trials' settings; a row's "
              "pooled runs are in it once), so a count of verdicts down a column is no test: read a column for how a "
              "claim's reading moves with the settings.", ""]
+    if figure is not None:
+        claims_across_figure(figure_panels(runs), figure, tie_margin_pp=stats.TIE_MARGIN_PP)
+        lines += [f"![claims 1-3 in every run]({figure.name})", "",
+                  "*Claims 1-3 in every run below (top to bottom as in the table): the difference from the baseline "
+                  "on validation with its 95% interval, coloured by the run's verdict; the study's claimed "
+                  "difference dashed red, the grey band the ±2 pp tie margin; an interval too wide for the axis is cut at "
+                  "its edge, with an arrow.*", ""]
     if common:
         lines += ["Settings shared by every row: " + ", ".join(f"`{k}` {_value(v)}" for k, v in common.items()), ""]
     header = ["run", *(k.split(".")[-1] for k in keys), "host", "baseline val",
               *(f"claim {n}" for n in range(1, 6))]
     rows = [study_row(keys)]
-    for r in sorted(runs, key=_order):
+    for r in runs:
         report = Path(os.path.relpath(r.path.resolve() / "report.md", base)).as_posix()
         baseline = official_variant(BASELINE, r.variants)
         rows.append([f"[{r.path.name}]({report})", *(_value(r.settings.get(k)) for k in keys), ", ".join(r.hosts),
@@ -176,8 +209,9 @@ def render(runs: Sequence[RunClaims], left_out: Sequence[tuple[Path, str]], base
     return "\n".join(lines) + "\n"
 
 
-def claims_markdown(paths: Sequence[str | Path], base: str | Path) -> str:
-    """The markdown table for the runs under `paths`, its links relative to the folder `base`."""
+def claims_markdown(paths: Sequence[str | Path], base: str | Path, figure: Path | None = None) -> str:
+    """The markdown table for the runs under `paths`, its links relative to the folder `base`; with `figure`, the
+    forest plot of claims 1-3 is drawn there and shown by its file name (it belongs beside the markdown)."""
     runs, left_out = [], []
     for path in find_runs(paths):
         exp, variants = read_run(path)
@@ -193,7 +227,7 @@ def claims_markdown(paths: Sequence[str | Path], base: str | Path) -> str:
     if not runs:
         raise ReportError("none of the runs has the study's baseline and another of its CNNs under the official "
                           "protocol: no claim to tabulate")
-    return render(runs, left_out, Path(base).resolve())
+    return render(runs, left_out, Path(base).resolve(), figure)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -202,13 +236,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="write the markdown here (default: print it)")
     args = ap.parse_args(argv)
     try:
-        text = claims_markdown(args.paths, Path(args.out).resolve().parent if args.out else Path.cwd())
+        out = Path(args.out) if args.out else None
+        text = claims_markdown(args.paths, out.resolve().parent if out else Path.cwd(),
+                               out.with_suffix(".png") if out else None)
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.out:
-        Path(args.out).write_text(text)
-        print(args.out)
+    if out:
+        out.write_text(text)
+        print(out)
     else:
         print(text, end="")
     return 0

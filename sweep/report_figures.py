@@ -5,7 +5,8 @@
 - `curves_figure`: every variant's mean validation curve (min-max band over seeds, best epoch marked)
   beside the train curves;
 - `confusion_grid`: one row-normalised confusion matrix per variant on one colour scale;
-- `leak_figure`: test accuracy on all / copied / not-copied faces per protocol, with intervals.
+- `leak_figure`: test accuracy on all / copied / not-copied faces per protocol, with intervals;
+- `claims_across_figure`: one panel per claim, one row per run (sweep.claims), coloured by verdict.
 
 Deterministic: a fixed style, font and dpi, and no "Software" metadata, so a rebuilt report gives
 byte-identical files.
@@ -127,6 +128,83 @@ def forest_figure(panels: Mapping[str, Sequence[ForestRow]], path: Path,
                             fontsize=8, annotation_clip=False)
             ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, frameon=False)
             drawn[name] = [(labels[i], float(x[i]), *back.get(i, (math.nan, math.nan))) for i in range(len(rows))]
+        _save(fig, path)
+    return drawn
+
+
+# a verdict's colour in the figure across runs (sweep.stats' verdict names)
+CLAIMS_AXIS_PAD_PP = 5.0  # how far beyond the estimates the axis of claims_across_figure reaches
+VERDICT_COLOURS = {"holds": "C2", "does not hold": "C3", "tie": "C0", "inconclusive": "0.45",
+                   "not settled at this budget": "C1", "collapsed": "C4"}
+
+
+def claims_across_figure(panels: Mapping[str, Sequence[ForestRow]], path: Path,
+                         tie_margin_pp: float | None = None) -> dict[str, list[tuple[str, float, float, float]]]:
+    """One panel per claim, one row per run (the same runs, in the same order, in every panel, labelled once on the
+    left): each run's difference with its 95% interval coloured by its verdict, the study's claimed difference as a
+    dashed line, zero as a line, the tie band grey; a run that did not run the claim's CNN reads "not run". An
+    interval reaching more than CLAIMS_AXIS_PAD_PP beyond every estimate is cut at the axis' edge, an arrow there.
+    Returns, per panel, (label, diff, lo, hi) in pp read back from the drawn artists (top row first; cut ends as
+    drawn)."""
+    names = list(panels)
+    labels = [r.label for r in panels[names[0]]]
+    n = len(labels)
+    label_in, panel_in, gap_in = 0.3 + 0.075 * max(map(len, labels)), 3.0, 0.25
+    width, height = label_in + len(names) * (panel_in + gap_in), 0.34 * n + 1.9
+    drawn: dict[str, list[tuple[str, float, float, float]]] = {}
+    with _style():
+        fig = plt.figure(figsize=(width, height))
+        ys = np.arange(n)[::-1].astype(float)  # first run on top
+        seen: dict[str, object] = {}
+        for p, name in enumerate(names):
+            ax = fig.add_axes(((label_in + p * (panel_in + gap_in)) / width, 0.55 / height, panel_in / width,
+                               (height - 1.45) / height))
+            rows = list(panels[name])
+            if tie_margin_pp:
+                ax.axvspan(-tie_margin_pp, tie_margin_pp, color="0.9", zorder=0)
+            ax.axvline(0.0, color="0.3", lw=1, zorder=1)
+            claimed = {r.claimed_pp for r in rows if r.claimed_pp is not None}
+            for c in claimed:
+                seen["study"] = ax.axvline(c, color="C3", ls="--", lw=1.2, zorder=2)
+            # the axis spans the estimates, the study's value and zero, plus CLAIMS_AXIS_PAD_PP: an interval reaching
+            # beyond (two seeds, say) is cut at the edge and marked with an arrow, its numbers being in the table
+            points = [r.diff_pp for r in rows if math.isfinite(r.diff_pp)] + [0.0, *claimed]
+            ends = [v for r in rows for v in (r.lo_pp, r.hi_pp) if math.isfinite(v)]
+            left = max(min(points) - CLAIMS_AXIS_PAD_PP, min(points + ends))
+            right = min(max(points) + CLAIMS_AXIS_PAD_PP, max(points + ends))
+            pad = max(0.5, 0.05 * (right - left))
+            ax.set_xlim(left - pad, right + pad)
+            back = []
+            for y, r in zip(ys, rows):
+                if not math.isfinite(r.diff_pp):
+                    ax.annotate("not run", xy=(0.02, y), xycoords=("axes fraction", "data"), va="center",
+                                fontsize=7, color="0.55")
+                    back.append((r.label, math.nan, math.nan, math.nan))
+                    continue
+                colour = VERDICT_COLOURS.get(r.verdict, "0.45")
+                if math.isfinite(r.lo_pp) and math.isfinite(r.hi_pp):
+                    lo, hi = max(r.lo_pp, left - pad), min(r.hi_pp, right + pad)
+                    eb = ax.errorbar([r.diff_pp], [y], xerr=[[r.diff_pp - lo], [hi - r.diff_pp]], fmt="o",
+                                     color=colour, capsize=3, zorder=3)
+                    for cut, end, mark in ((lo > r.lo_pp, lo, "<"), (hi < r.hi_pp, hi, ">")):
+                        if cut:
+                            ax.plot([end], [y], mark, color=colour, ms=6, zorder=3, clip_on=False)
+                    (seg,) = eb.lines[2][0].get_segments()
+                    back.append((r.label, r.diff_pp, float(seg[0][0]), float(seg[1][0])))
+                else:
+                    eb = ax.plot([r.diff_pp], [y], "o", mfc="white", color=colour, zorder=3)[0]
+                    back.append((r.label, r.diff_pp, math.nan, math.nan))
+                seen.setdefault(r.verdict, eb)
+            ax.set_ylim(-0.6, n - 0.4)
+            ax.set_yticks(ys, labels if p == 0 else [""] * n)
+            ax.set_title(name, fontsize=9)
+            ax.set_xlabel("difference (pp)")
+            ax.grid(axis="x", alpha=0.3)
+            drawn[name] = back
+        order = [k for k in ("study", *VERDICT_COLOURS) if k in seen]
+        fig.legend([seen[k] for k in order], ["study's claimed difference" if k == "study" else k for k in order],
+                   loc="upper left", bbox_to_anchor=(label_in / width, 1.0), ncol=len(order), fontsize=8,
+                   frameon=False)
         _save(fig, path)
     return drawn
 

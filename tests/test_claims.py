@@ -3,12 +3,14 @@ with known metrics (test_report_fixtures.py); every number is checked against a 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
 from test_report_fixtures import PRIVATE_TEST, new_exp, params, row, write_trial
 
 from sweep.claims import claims_markdown, main
+from sweep.report_figures import ForestRow, claims_across_figure
 
 CONSTS = {"train.lr_schedule": "cosine", "train.warmup_epochs": 0}
 
@@ -41,7 +43,9 @@ def reports(tmp_path_factory) -> Path:
 def test_one_row_per_run_ordered_by_input_size_with_intervals(reports: Path):
     assert main([str(reports), "--out", str(reports / "CLAIMS.md")]) == 0
     text = (reports / "CLAIMS.md").read_text()
-    assert text == claims_markdown([reports / "run64", reports / "run32", reports / "leak-only"], reports)
+    again = claims_markdown([reports / "run64", reports / "run32", reports / "leak-only"], reports,
+                            reports / "again" / "CLAIMS.png")  # the link names the figure beside the table
+    assert text == again
     header = row(text, "run")
     assert header[1:3] == ["input_size", "warmup_epochs"]  # only the settings that differ between the runs
     assert "`train.lr_schedule` cosine" in text and "`train.epochs` 5" in text  # shared ones said once
@@ -84,3 +88,24 @@ def test_bad_paths_are_one_line_errors(tmp_path: Path, capsys):
     write_trial(leak, "t", params("baseline", 0), val=0.5, test=0.5)
     assert main([str(leak)]) == 2
     assert "no claim to tabulate" in capsys.readouterr().err
+
+
+def test_figure_draws_every_run_and_cuts_an_interval_too_wide_for_the_axis(tmp_path: Path):
+    rows = [ForestRow("a", -5.0, -7.0, -3.0, 6.2, "does not hold"),
+            ForestRow("b", 10.0, -60.0, 80.0, 6.2, "inconclusive"),  # two seeds: far wider than the rest
+            ForestRow("c", math.nan, math.nan, math.nan, 6.2, "inconclusive")]  # not run
+    drawn = claims_across_figure({"claim 1": rows, "claim 2": rows[::-1]}, tmp_path / "f.png", tie_margin_pp=2.0)
+    assert (tmp_path / "f.png").stat().st_size > 0
+    a, b, c = drawn["claim 1"]
+    assert a == ("a", -5.0, pytest.approx(-7.0), pytest.approx(-3.0))
+    # the axis reaches CLAIMS_AXIS_PAD_PP beyond the estimates (-5 .. 10) plus a 5% pad: b's interval is cut there
+    span = (10.0 + 5.0) - (-5.0 - 5.0)
+    assert b[2] == pytest.approx(-10.0 - 0.05 * span) and b[3] == pytest.approx(15.0 + 0.05 * span)
+    assert c[0] == "c" and math.isnan(c[1])
+    assert [r[0] for r in drawn["claim 2"]] == ["c", "b", "a"]
+
+
+def test_main_writes_the_figure_beside_the_table(reports: Path):
+    assert main([str(reports), "--out", str(reports / "T.md")]) == 0
+    text = (reports / "T.md").read_text()
+    assert "![claims 1-3 in every run](T.png)" in text and (reports / "T.png").stat().st_size > 0

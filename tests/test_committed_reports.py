@@ -58,8 +58,9 @@ def test_every_committed_report_is_found():
     assert {p.name for p in REPORTS} >= {"ablation-flat-fer2013", "components-flat-fer2013", "optimized-flat-fer2013"}
 
 
-def test_committed_claims_table_rebuilds():
-    """reports/CLAIMS.md is what `python -m sweep.claims reports/ --out reports/CLAIMS.md` writes from the
-    committed runs: a report added or rebuilt without it fails here."""
+def test_committed_claims_table_rebuilds(tmp_path: Path):
+    """reports/CLAIMS.md and CLAIMS.png are what `python -m sweep.claims reports/ --out reports/CLAIMS.md` writes
+    from the committed runs: a report added or rebuilt without them fails here."""
     reports = REPORTS[0].parent
-    assert claims_markdown([reports], reports) == (reports / "CLAIMS.md").read_text()
+    assert claims_markdown([reports], reports, tmp_path / "CLAIMS.png") == (reports / "CLAIMS.md").read_text()
+    assert differing_pixels(tmp_path / "CLAIMS.png", reports / "CLAIMS.png") <= FIGURE_PIXELS
