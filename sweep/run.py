@@ -10,6 +10,7 @@ import argparse
 import functools
 import os
 import platform
+import re
 import shlex
 import subprocess
 import sys
@@ -52,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="budget: " + "; ".join(f"{k}: {v.about}" for k, v in PROFILES.items())
                         + ". Default: paper when a GPU is visible, else settle")
     p.add_argument("--seeds", default=None,
-                   help="number of seeds (N -> 0..N-1) or a comma list (0,3,7); default from the profile")
+                   help="number of seeds (N -> 0..N-1), a comma list (0,3,7), a range (3-5: 3,4,5) or one seed "
+                        "(2,); default from the profile")
     p.add_argument("--epochs", type=int, default=None, help="training epochs per trial (overrides the profile)")
     p.add_argument("--num-samples", type=int, default=None,
                    help="Optuna trials for a search grid (default: the grid's num_samples, else the profile's)")
@@ -125,10 +127,22 @@ def resolve_data(spec: str | None) -> str:
 def resolve_seeds(spec: str | None, default: int) -> list[int]:
     if spec is None:
         return list(range(default))
+    def items(part: str) -> list[int]:
+        if m := re.fullmatch(r"(\d+)-(\d+)", part):  # "3-5": seeds 3, 4 and 5
+            first, last = int(m[1]), int(m[2])
+            if last < first:
+                raise UsageError(f"--seeds {spec}: the range {part} is empty (write it from low to high)")
+            return list(range(first, last + 1))
+        return [int(part)]
+
     try:
-        seeds = [int(s) for s in spec.split(",")] if "," in spec else list(range(int(spec)))
+        if "," in spec or re.fullmatch(r"\d+-\d+", spec):  # a list; one seed alone is "2," or "2-2"
+            seeds = [s for part in spec.split(",") if part.strip() for s in items(part.strip())]
+        else:
+            seeds = list(range(int(spec)))
     except ValueError:
-        raise UsageError(f"--seeds {spec}: expected a count (3) or a comma list (0,1,2)") from None
+        raise UsageError(f"--seeds {spec}: expected a count (3 -> 0,1,2), a comma list (0,3,7), a range (3-5) or "
+                         "one seed (2,)") from None
     if not seeds:
         raise UsageError(f"--seeds {spec}: at least one seed")
     if any(s < 0 for s in seeds):

@@ -200,8 +200,12 @@ def test_tune_block_is_validated_and_tuned_values_reach_their_points(tmp_path):
 
 def test_seeds_must_be_distinct_non_negative_integers():
     assert resolve_seeds("0,3,7", 1) == [0, 3, 7] and resolve_seeds(None, 2) == [0, 1]
+    # one seed alone (a count of 2 would be seeds 0 and 1), a range, ranges in a list
+    assert resolve_seeds("2,", 1) == [2] and resolve_seeds("2-2", 1) == [2]
+    assert resolve_seeds("3-5", 1) == [3, 4, 5] and resolve_seeds("0,3-4", 1) == [0, 3, 4]
     for spec, message in (("3,3", "seed 3 is listed more than once"), ("0,-1", "must be >= 0"),
-                          ("1.5", "expected a count")):
+                          ("1.5", "expected a count"), ("5-3", "the range 5-3 is empty"),
+                          ("2-4,3", "seed 3 is listed more than once"), (",", "at least one seed")):
         with pytest.raises(UsageError, match=message):
             resolve_seeds(spec, 1)
 
