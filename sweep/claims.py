@@ -71,11 +71,6 @@ def host_short(kind: str | None) -> str:
     return kind or "not recorded"
 
 
-def read_run(path: Path) -> tuple[Experiment, list[Variant]]:
-    exp = load_experiment(path)
-    return exp, group_variants(exp)
-
-
 def run_claims(exp: Experiment, variants: list[Variant]) -> RunClaims:
     settings = {k: v for k, v in {**ADDED_LATER, **constants(exp)}.items()
                 if k not in NOT_RECIPE and not is_seed_key(k)}
@@ -117,11 +112,7 @@ def claim_cell(c: ClaimResult, r: RunClaims) -> str:
 
 def _chance(runs: Sequence[RunClaims]) -> str:
     """The majority class's share of validation and test faces (the accuracy of always predicting it)."""
-    rates = set()
-    for r in runs:
-        base = official_variant(BASELINE, r.variants)
-        rates.add(tuple(next((x for t in base.done if (x := stats.majority_rate(t.support(s))) is not None), None)
-                        for s in ("val", "test")))
+    rates = {tuple(official_variant(BASELINE, r.variants).majority_rate(s) for s in ("val", "test")) for r in runs}
     said = [f"{pct(v)}% val and {pct(t)}% test" for v, t in sorted(rates, key=repr)]
     return f"Chance: predicting the majority class scores {' or '.join(said)}."
 
@@ -187,8 +178,8 @@ def render(runs: Sequence[RunClaims], left_out: Sequence[tuple[Path, str]], base
         lines += [f"![claims 1-3 in every run]({figure.name})", "",
                   "*Claims 1-3 in every run below (top to bottom as in the table): the difference from the baseline "
                   "on validation with its 95% interval, coloured by the run's verdict; the study's claimed "
-                  "difference dashed red, the grey band the ±2 pp tie margin; an interval too wide for the axis is cut at "
-                  "its edge, with an arrow.*", ""]
+                  f"difference dashed red, the grey band the ±{stats.TIE_MARGIN_PP:g} pp tie margin; an interval too "
+                  "wide for the axis is cut at its edge, with an arrow.*", ""]
     if common:
         lines += ["Settings shared by every row: " + ", ".join(f"`{k}` {_value(v)}" for k, v in common.items()), ""]
     header = ["run", *(k.split(".")[-1] for k in keys), "host", "baseline val",
@@ -214,7 +205,8 @@ def claims_markdown(paths: Sequence[str | Path], base: str | Path, figure: Path 
     forest plot of claims 1-3 is drawn there and shown by its file name (it belongs beside the markdown)."""
     runs, left_out = [], []
     for path in find_runs(paths):
-        exp, variants = read_run(path)
+        exp = load_experiment(path)
+        variants = group_variants(exp)
         if is_study_ablation(variants):
             runs.append(run_claims(exp, variants))
         else:

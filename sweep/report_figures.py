@@ -27,6 +27,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from sweep import stats  # noqa: E402
+
 DPI = 100
 # Everything that could vary between machines or runs is pinned here.
 RC = {
@@ -132,10 +134,10 @@ def forest_figure(panels: Mapping[str, Sequence[ForestRow]], path: Path,
     return drawn
 
 
-# a verdict's colour in the figure across runs (sweep.stats' verdict names)
 CLAIMS_AXIS_PAD_PP = 5.0  # how far beyond the estimates the axis of claims_across_figure reaches
-VERDICT_COLOURS = {"holds": "C2", "does not hold": "C3", "tie": "C0", "inconclusive": "0.45",
-                   "not settled at this budget": "C1", "collapsed": "C4"}
+# a verdict's colour in the figure across runs
+VERDICT_COLOURS = {stats.HOLDS: "C2", stats.DOES_NOT_HOLD: "C3", stats.TIE: "C0", stats.INCONCLUSIVE: "0.45",
+                   stats.NOT_SETTLED: "C1", stats.COLLAPSED: "C4"}
 
 
 def claims_across_figure(panels: Mapping[str, Sequence[ForestRow]], path: Path,

@@ -610,6 +610,11 @@ class Variant:
     def summary(self, split: str, key: str = "acc", subset: str | None = None) -> Summary:
         return summarize(self.values(split, key, subset), clip=ACC_CLIP)
 
+    def majority_rate(self, split: str) -> float | None:
+        """The majority class's share of `split` (the accuracy of always predicting it), from the first completed
+        trial that recorded the split's class counts."""
+        return next((x for t in self.done if (x := stats.majority_rate(t.support(split))) is not None), None)
+
     def collapsed(self) -> list[tuple[Trial, str]]:
         """Completed trials whose predictions collapsed, with why."""
         out = []

@@ -188,10 +188,7 @@ def _chance_rows(variants: Sequence[Variant], width: int) -> list[list[str]]:
         label = "chance: majority class" + (f" [{', '.join(tags)}]" if tags else "")
         if label in groups:
             continue
-        rates: list[float | None] = []
-        for split in ("train", "val", "test"):
-            r = next((x for x in (stats.majority_rate(t.support(split)) for t in v.done) if x is not None), None)
-            rates.append(r)
+        rates = [v.majority_rate(split) for split in ("train", "val", "test")]
         if any(r is not None for r in rates):
             groups[label] = rates
     rows = [[label, "—"] + [pct(r) for r in rates] + ["—"] * (width - 5) for label, rates in groups.items()]

@@ -124,11 +124,15 @@ def resolve_data(spec: str | None) -> str:
     raise UsageError(GET_DATA_HINT)
 
 
+SEED_RANGE = re.compile(r"(\d+)-(\d+)")  # --seeds 3-5: seeds 3, 4 and 5
+
+
 def resolve_seeds(spec: str | None, default: int) -> list[int]:
     if spec is None:
         return list(range(default))
+
     def items(part: str) -> list[int]:
-        if m := re.fullmatch(r"(\d+)-(\d+)", part):  # "3-5": seeds 3, 4 and 5
+        if m := SEED_RANGE.fullmatch(part):
             first, last = int(m[1]), int(m[2])
             if last < first:
                 raise UsageError(f"--seeds {spec}: the range {part} is empty (write it from low to high)")
@@ -136,7 +140,7 @@ def resolve_seeds(spec: str | None, default: int) -> list[int]:
         return [int(part)]
 
     try:
-        if "," in spec or re.fullmatch(r"\d+-\d+", spec):  # a list; one seed alone is "2," or "2-2"
+        if "," in spec or SEED_RANGE.fullmatch(spec):  # a list; one seed alone is "2," or "2-2"
             seeds = [s for part in spec.split(",") if part.strip() for s in items(part.strip())]
         else:
             seeds = list(range(int(spec)))
