@@ -144,18 +144,20 @@ def _combine(verdicts: Sequence[str]) -> str:
     return stats.INCONCLUSIVE
 
 
-def evaluate_claims(variants: Sequence[Variant]) -> list[ClaimResult]:
+def evaluate_claims(variants: Sequence[Variant], pairwise_split: str | None = None) -> list[ClaimResult]:
     """Decide each of the study's five claims from our runs (official protocol, no rebalancing).
 
-    Claims 1-3 compare validation accuracy (where the paper states them) and form one Holm family;
-    claim 4 compares test accuracy against the four other study models (one family of four); claim 5
-    sets the optimized model's test interval against the paper's test accuracy.
+    Claims 1-3 compare validation accuracy (where the paper states them; `pairwise_split` overrides it, for
+    variants chosen on validation) and form one Holm family; claim 4 compares test accuracy against the four
+    other study models (one family of four); claim 5 sets the optimized model's test interval against the
+    paper's test accuracy.
     """
     base = official_variant(BASELINE, variants)
     results: list[ClaimResult] = []
 
     pending = []
     for number, text, model, sign, split in PAIRWISE_CLAIMS:
+        split = pairwise_split or split
         s_m, s_b = study_pct(model, split), study_pct(BASELINE, split)
         study = f"{split} {s_m:.2f} vs {s_b:.2f} ({s_m - s_b:+.2f} pp)"
         v = official_variant(model, variants)
@@ -165,7 +167,7 @@ def evaluate_claims(variants: Sequence[Variant]) -> list[ClaimResult]:
                                        f"{missing} not run"))
             continue
         pending.append((number, text, model, sign, split, study, v))
-    comps = family([(p[6], base) for p in pending], "val")
+    comps = family([(p[6], base) for p in pending], pairwise_split or "val")
     for (number, text, model, sign, split, study, v), c in zip(pending, comps):
         verdict = c.verdict(sign)
         ours = f"{split} {fmt_summary(v.summary(split))} vs {fmt_summary(base.summary(split))}"

@@ -15,14 +15,16 @@ from sweep.report_figures import ForestRow, claims_across_figure
 CONSTS = {"train.lr_schedule": "cosine", "train.warmup_epochs": 0}
 
 
-def make_run(root: Path, name: str, input_size: int, vals: dict, **consts) -> Path:
-    """A run of the study's CNNs: vals = {model: [val accuracy per seed 0, 1, 2]}, test = val."""
+def make_run(root: Path, name: str, input_size: int, vals: dict, tests: dict | None = None, **consts) -> Path:
+    """A run of the study's CNNs: vals = {model: [val accuracy per seed 0, 1, 2]}; test = val unless `tests`
+    gives a model's test accuracies."""
     settings = {**CONSTS, "data.input_size": input_size, "train.epochs": 5, **consts}
     exp = new_exp(root, name, constants=settings,
                   hardware={"kind": "CPU with native bf16 (avx512_bf16/amx: bf16 + channels_last)"})
     for model, accs in vals.items():
         for seed, acc in enumerate(accs):
-            write_trial(exp, f"t_{model}_s{seed}", params(model, seed, **settings), train=0.7, val=acc, test=acc,
+            test = (tests or {}).get(model, accs)[seed]
+            write_trial(exp, f"t_{model}_s{seed}", params(model, seed, **settings), train=0.7, val=acc, test=test,
                         test_support=PRIVATE_TEST)
     return exp
 
@@ -109,3 +111,27 @@ def test_main_writes_the_figure_beside_the_table(reports: Path):
     assert main([str(reports), "--out", str(reports / "T.md")]) == 0
     text = (reports / "T.md").read_text()
     assert "![claims 1-3 in every run](T.png)" in text and (reports / "T.png").stat().st_size > 0
+
+
+def test_best_recipe_per_cnn_is_chosen_on_validation_and_judged_on_test(tmp_path: Path):
+    # two recipes at 64 px: the baseline does best with warmup, no_batchnorm without it
+    make_run(tmp_path, "plain", 64, {"baseline": [0.50, 0.51, 0.52], "no_batchnorm": [0.55, 0.57, 0.56]},
+             tests={"no_batchnorm": [0.52, 0.53, 0.55]})
+    make_run(tmp_path, "warm", 64, {"baseline": [0.54, 0.55, 0.56], "no_batchnorm": [0.50, 0.51, 0.52]},
+             tests={"baseline": [0.50, 0.50, 0.51]}, **{"train.warmup_epochs": 1})
+    # a third recipe whose no_batchnorm scores highest on two seeds only: too few to be chosen
+    make_run(tmp_path, "two", 64, {"baseline": [0.40, 0.41], "no_batchnorm": [0.70, 0.71]},
+             **{"train.warmup_epochs": 2})
+    make_run(tmp_path, "alone", 32, {"baseline": [0.50, 0.51, 0.52], "no_dropout": [0.55, 0.56, 0.57]})
+    text = claims_markdown([tmp_path], tmp_path)
+    best = text.split("## Each CNN at its best recipe")[1]
+    assert "| 32 |" not in best  # one run at 32 px: nothing to choose between
+    r = row(best, "64")
+    assert r[1] == "3"
+    assert r[2] == "baseline: `warm` (55.00, n=3); no_batchnorm: `plain` (56.00, n=3)"
+    # on test, no_batchnorm at `plain` minus baseline at `warm`, paired by seed: +0.02, +0.03, +0.04 -> +3.00 pp,
+    # sd 1 pp, t(2) = 4.303 -> half width 2.48 pp; the validation means would have said +1.00
+    assert r[3] == "+3.00 [+0.52, +5.48] (n=3) **holds**"
+    assert r[4:8] == ["not run"] * 4
+    # the per-run rows still judge claim 1 on validation, each within its own recipe
+    assert row(text, "[plain](plain/report.md)")[5] == "+5.00 [+2.52, +7.48] (n=3) **holds**"
