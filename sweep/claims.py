@@ -29,7 +29,7 @@ from sweep.report_claims import (PAIRWISE_CLAIMS, STUDY_REPORTED, STUDY_SETTINGS
 from sweep.report_figures import ForestRow, claims_across_figure
 from sweep.report_format import fmt_ci, md_table, pct
 from sweep.report_load import (ADDED_LATER, BASELINE, MODEL_ORDER, OFFICIAL, Experiment, ReportError, Variant,
-                               constants, group_variants, is_seed_key, load_experiment, official_variant,
+                               constants, group_variants, is_search, is_seed_key, load_experiment, official_variant,
                                run_host_kind, tuned_keys)
 from sweep.report_study import is_study_ablation
 
@@ -56,25 +56,33 @@ class BestRecipes:
     the claims decided on test accuracy (which played no part in the choice)."""
 
     input_size: object
-    runs: list[RunClaims]  # every run at this input size (the candidates)
+    runs: list[RunClaims]  # the runs at this input size with a candidate recipe (`is_plain`)
     chosen: dict[str, tuple[RunClaims, Variant]]  # model -> the run it was chosen from, its variant there
     claims: list[ClaimResult]
 
 
+def is_plain(v: Variant) -> bool:
+    """The study's CNN as the study defines it, trained honestly (official split, no rebalancing), nothing else
+    varied beside it within its run, on enough seeds to be chosen: a candidate recipe."""
+    return (v.model in MODEL_ORDER and v.protocol == OFFICIAL and v.balance == "none"
+            and not set(v.extras) - NOT_RECIPE and len(v.done) >= MIN_SEEDS_TO_CHOOSE)
+
+
 def best_recipes(runs: Sequence[RunClaims]) -> list[BestRecipes]:
     """Per input size with two runs or more: each CNN at its best recipe among them (the tuning playbook's fair
-    comparison, each variant at its own best settings, over the recipes that were run), chosen on validation."""
+    comparison, each variant at its own best settings, over the recipes that were run), chosen on validation.
+    `runs` may hold runs of one CNN alone (a recipe tried for it only); searches belong elsewhere."""
     by_size: dict[object, list[RunClaims]] = defaultdict(list)
     for r in sorted(runs, key=_order):
-        by_size[r.settings.get("data.input_size")].append(r)
+        if any(is_plain(v) for v in r.variants):
+            by_size[r.settings.get("data.input_size")].append(r)
     out = []
     for size, group in by_size.items():
         if len(group) < 2:
             continue
         chosen = {}
         for model in MODEL_ORDER:
-            cands = [(r, v) for r in group if (v := official_variant(model, r.variants)) is not None
-                     and len(v.done) >= MIN_SEEDS_TO_CHOOSE]
+            cands = [(r, v) for r in group for v in r.variants if v.model == model and is_plain(v)]
             if cands:  # ties go to the run with more seeds, then to the table's order
                 chosen[model] = max(cands, key=lambda rv: (rv[1].summary("val").mean, len(rv[1].done)))
         if BASELINE in chosen and len(chosen) > 1:
@@ -190,8 +198,8 @@ def figure_panels(runs: Sequence[RunClaims]) -> dict[str, list[ForestRow]]:
     return panels
 
 
-def render(runs: Sequence[RunClaims], left_out: Sequence[tuple[Path, str]], base: Path,
-           figure: Path | None = None) -> str:
+def render(runs: Sequence[RunClaims], left_out: Sequence[tuple[Path, str]], recipes: Sequence[RunClaims],
+           base: Path, figure: Path | None = None) -> str:
     runs = sorted(runs, key=_order)
     keys = differing_keys(runs)
     common = {k: v for k, v in runs[0].settings.items() if k not in keys} if runs else {}
@@ -232,7 +240,7 @@ def render(runs: Sequence[RunClaims], left_out: Sequence[tuple[Path, str]], base
     if left_out:
         lines += ["", "Runs without the study's baseline and another of its CNNs under the official protocol, so "
                   "without a claim to decide: " + "; ".join(f"`{p.name}` ({why})" for p, why in left_out) + "."]
-    lines += render_best(best_recipes(runs))
+    lines += render_best(best_recipes(recipes))
     return "\n".join(lines) + "\n"
 
 
@@ -245,7 +253,9 @@ def render_best(best: Sequence[BestRecipes]) -> list[str]:
              "`train.dense_lr_fan_in`), so the fair comparison sets each CNN at its own best settings. At each input "
              "size with two runs or more, each of the study's CNNs takes the run (its recipe: epochs, learning rate, "
              "warmup, `dense_lr_fan_in`, the host's precision) where its mean validation accuracy is highest, over "
-             f"at least {MIN_SEEDS_TO_CHOOSE} seeds. The claims are then decided on **test** accuracy, which played "
+             f"at least {MIN_SEEDS_TO_CHOOSE} seeds. Candidates are the table's runs and those below it that trained "
+             "a CNN as the study defines it (official split, no rebalancing, nothing else varied beside it in the "
+             "run), so a run of one CNN alone is a recipe tried for that CNN; searches are not. The claims are then decided on **test** accuracy, which played "
              "no part in the choice: claims 1-3 as each variant at its best recipe minus the baseline at its own "
              "(paired over the seeds both ran, since the runs share seed numbers; Welch when they share fewer than "
              "two), Holm within claims 1-3; claims 4 and 5 as above, on the chosen optimized CNN. The choice reuses "
@@ -266,12 +276,15 @@ def render_best(best: Sequence[BestRecipes]) -> list[str]:
 def claims_markdown(paths: Sequence[str | Path], base: str | Path, figure: Path | None = None) -> str:
     """The markdown table for the runs under `paths`, its links relative to the folder `base`; with `figure`, the
     forest plot of claims 1-3 is drawn there and shown by its file name (it belongs beside the markdown)."""
-    runs, left_out = [], []
+    runs, left_out, recipes = [], [], []
     for path in find_runs(paths):
         exp = load_experiment(path)
         variants = group_variants(exp)
+        claims = run_claims(exp, variants)
+        if not is_search(exp):  # a search's trials each ran their own settings: no recipe of its own
+            recipes.append(claims)
         if is_study_ablation(variants):
-            runs.append(run_claims(exp, variants))
+            runs.append(claims)
         else:
             models = sorted({v.model for v in variants if v.done}, key=lambda m: (m not in MODEL_ORDER, m))
             official = {v.model for v in variants if v.done and v.protocol == OFFICIAL}
@@ -282,7 +295,7 @@ def claims_markdown(paths: Sequence[str | Path], base: str | Path, figure: Path 
     if not runs:
         raise ReportError("none of the runs has the study's baseline and another of its CNNs under the official "
                           "protocol: no claim to tabulate")
-    return render(runs, left_out, Path(base).resolve(), figure)
+    return render(runs, left_out, recipes, Path(base).resolve(), figure)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -127,7 +127,7 @@ def test_best_recipe_per_cnn_is_chosen_on_validation_and_judged_on_test(tmp_path
     best = text.split("## Each CNN at its best recipe")[1]
     assert "| 32 |" not in best  # one run at 32 px: nothing to choose between
     r = row(best, "64")
-    assert r[1] == "3"
+    assert r[1] == "2"  # `two` ran too few seeds to hold a candidate
     assert r[2] == "baseline: `warm` (55.00, n=3); no_batchnorm: `plain` (56.00, n=3)"
     # on test, no_batchnorm at `plain` minus baseline at `warm`, paired by seed: +0.02, +0.03, +0.04 -> +3.00 pp,
     # sd 1 pp, t(2) = 4.303 -> half width 2.48 pp; the validation means would have said +1.00
@@ -135,3 +135,32 @@ def test_best_recipe_per_cnn_is_chosen_on_validation_and_judged_on_test(tmp_path
     assert r[4:8] == ["not run"] * 4
     # the per-run rows still judge claim 1 on validation, each within its own recipe
     assert row(text, "[plain](plain/report.md)")[5] == "+5.00 [+2.52, +7.48] (n=3) **holds**"
+
+
+def test_a_run_of_one_cnn_is_a_candidate_recipe_but_a_varied_or_oversampled_one_is_not(tmp_path: Path):
+    settings = {**CONSTS, "data.input_size": 64, "train.epochs": 5}
+    make_run(tmp_path, "both", 64, {"baseline": [0.50, 0.51, 0.52], "no_batchnorm": [0.48, 0.50, 0.49]},
+             tests={"baseline": [0.50, 0.50, 0.51]})
+    # no_batchnorm alone at another learning rate: no row of its own, but the best recipe for it
+    make_run(tmp_path, "nobn-lr", 64, {"no_batchnorm": [0.57, 0.58, 0.59]}, tests={"no_batchnorm": [0.53, 0.54, 0.56]},
+             **{"train.lr": 0.003})
+    # higher validation means, but not the CNN as the study trains it: a rotation axis beside it, oversampling
+    varied = new_exp(tmp_path, "rotated", constants=settings)
+    for seed in range(3):
+        p = params("baseline", seed, **settings)
+        p["variant"]["augment.rotation_deg"] = 10.0
+        write_trial(varied, f"t_rot_s{seed}", p, val=0.70, test=0.70)
+        p = params("baseline", seed, **settings)
+        p["variant"]["augment.rotation_deg"] = 0.0
+        write_trial(varied, f"t_flat_s{seed}", p, val=0.69, test=0.69)
+    oversampled = new_exp(tmp_path, "oversampled", constants=settings)
+    for seed in range(3):
+        write_trial(oversampled, f"t_s{seed}", params("baseline", seed, balance="oversample", **settings),
+                    val=0.71, test=0.71)
+    text = claims_markdown([tmp_path], tmp_path)
+    assert "`nobn-lr` (models: no_batchnorm; no official baseline)" in text  # named below the table
+    r = row(text.split("## Each CNN at its best recipe")[1], "64")
+    assert r[1] == "2"  # both and nobn-lr: rotated and oversampled hold no candidate
+    assert r[2] == "baseline: `both` (51.00, n=3); no_batchnorm: `nobn-lr` (58.00, n=3)"
+    # test: nobn-lr's no_batchnorm minus both's baseline: +0.03, +0.04, +0.05 -> +4.00 pp [+1.52, +6.48]
+    assert r[3] == "+4.00 [+1.52, +6.48] (n=3) **holds**"
