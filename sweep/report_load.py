@@ -537,10 +537,16 @@ def is_search(exp: Experiment) -> bool:
     return False
 
 
+def param(t: Trial, key: str) -> Any:
+    """A trial's value of `key`; a setting added later reads at the value trials that predate it trained at, so
+    a run of today pools with older runs when it leaves the setting alone."""
+    return t.params.get(key, ADDED_LATER.get(key))
+
+
 def varying_keys(trials: Sequence[Trial]) -> list[str]:
     keys = sorted({k for t in trials for k in t.params})
     with_params = [t for t in trials if t.params]
-    return [k for k in keys if len({_hashable(t.params.get(k)) for t in with_params}) > 1]
+    return [k for k in keys if len({_hashable(param(t, k)) for t in with_params}) > 1]
 
 
 def tuned_keys(meta: dict) -> list[str]:
@@ -682,7 +688,7 @@ def group_variants(exp: Experiment) -> list[Variant]:
     axes = variant_axes(exp)
     groups: dict[tuple, list[Trial]] = defaultdict(list)
     for t in exp.trials:
-        groups[tuple(_hashable(t.params.get(a)) for a in axes)].append(t)
+        groups[tuple(_hashable(param(t, a)) for a in axes)].append(t)
     variants = []
     for key, trials in groups.items():
         vals = dict(zip(axes, key))

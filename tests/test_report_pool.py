@@ -60,6 +60,20 @@ def test_a_run_split_by_seed_and_pooled_reads_as_the_whole_run(tmp_path, full):
     assert set(exp.epochs["trial"]) == {t.name for t in exp.trials}  # each trial's curve under its pooled name
 
 
+def test_a_later_run_that_records_a_setting_added_since_pools_into_the_same_variants(tmp_path, full):
+    """A run of today writes train.dense_lr_fan_in=0 into every trial's params.json; the first run predates the
+    setting and trained at 0 without recording it. Its trials join the same variants, not variants of their own."""
+    first, later = _split(tmp_path)
+    meta = json.loads((later / "sweep_meta.json").read_text())
+    (later / "sweep_meta.json").write_text(json.dumps({**meta, "constants": {**meta["constants"],
+                                                                             "train.dense_lr_fan_in": 0}}))
+    for params in later.glob("run_trial_*/params.json"):
+        params.write_text(json.dumps({**json.loads(params.read_text()), "train.dense_lr_fan_in": 0}))
+    pooled = build_report(first, pool=[later]).read_text()
+    assert "dense_lr_fan_in=" not in _sections(pooled)  # no variant labelled by the setting
+    assert _sections(pooled).replace(f"{later}/", "") == full
+
+
 def test_a_pooled_run_of_other_models_adds_its_levels_to_the_header(tmp_path, full):
     """Runs split by `--models` (baseline and no_batchnorm first, the other two later) read as the whole run,
     and the header's scientific parameters list every model, in the first run's order, then the later's."""
