@@ -258,11 +258,10 @@ def render_best(best: Sequence[BestRecipes]) -> list[str]:
              "run), so a run of one CNN alone is a recipe tried for that CNN; searches are not. The claims are "
              "then decided on **test** accuracy, which played no part in the choice: claims 1-3 as each variant at "
              "its best recipe minus the baseline at its own (paired over the seeds both ran, since the runs share "
-             "seed numbers; Welch when they share fewer than "
-             "two), Holm within claims 1-3; claims 4 and 5 as above, on the chosen optimized CNN. The choice reuses "
-             "the validation seeds, so the chosen validation means are optimistic and the test differences are "
-             "not. It chooses among the recipes that were run, which is no search: an untried recipe may move a "
-             "claim again.", ""]
+             "seed numbers; Welch when they share fewer than two), Holm within claims 1-3; claims 4 and 5 as above, "
+             "on the chosen optimized CNN. The choice reuses the validation seeds, so the chosen validation means "
+             "are optimistic and the test differences are not. It chooses among the recipes that were run, which "
+             "is no search: an untried recipe may move a claim again.", ""]
     header = ["input size", "runs", "recipe chosen per CNN: run (val mean, seeds)",
               *(f"claim {n}" for n in range(1, 6))]
     rows = []

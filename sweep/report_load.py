@@ -21,7 +21,7 @@ import json
 import math
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -454,10 +454,16 @@ def constants(exp: Experiment) -> dict:
 ADDED_LATER = {"train.dense_lr_fan_in": 0}
 
 
+def setting(values: Mapping, key: str) -> Any:
+    """`key`'s value in a trial's params or a run's constants; a setting added later reads at the value runs that
+    predate it trained at, so a run of today pools with and reads against them when it leaves the setting alone."""
+    return values.get(key, ADDED_LATER.get(key))
+
+
 def differing_settings(a: Experiment, b: Experiment) -> list[str]:
     """The constant settings (dotted keys) whose values differ between two runs, in `a`'s order, then `b`'s."""
     ca, cb = constants(a), constants(b)
-    return [k for k in dict.fromkeys([*ca, *cb]) if ca.get(k, ADDED_LATER.get(k)) != cb.get(k, ADDED_LATER.get(k))]
+    return [k for k in dict.fromkeys([*ca, *cb]) if setting(ca, k) != setting(cb, k)]
 
 
 def run_host_kind(meta: dict) -> str | None:
@@ -537,16 +543,10 @@ def is_search(exp: Experiment) -> bool:
     return False
 
 
-def param(t: Trial, key: str) -> Any:
-    """A trial's value of `key`; a setting added later reads at the value trials that predate it trained at, so
-    a run of today pools with older runs when it leaves the setting alone."""
-    return t.params.get(key, ADDED_LATER.get(key))
-
-
 def varying_keys(trials: Sequence[Trial]) -> list[str]:
     keys = sorted({k for t in trials for k in t.params})
     with_params = [t for t in trials if t.params]
-    return [k for k in keys if len({_hashable(param(t, k)) for t in with_params}) > 1]
+    return [k for k in keys if len({_hashable(setting(t.params, k)) for t in with_params}) > 1]
 
 
 def tuned_keys(meta: dict) -> list[str]:
@@ -688,7 +688,7 @@ def group_variants(exp: Experiment) -> list[Variant]:
     axes = variant_axes(exp)
     groups: dict[tuple, list[Trial]] = defaultdict(list)
     for t in exp.trials:
-        groups[tuple(_hashable(param(t, a)) for a in axes)].append(t)
+        groups[tuple(_hashable(setting(t.params, a)) for a in axes)].append(t)
     variants = []
     for key, trials in groups.items():
         vals = dict(zip(axes, key))
