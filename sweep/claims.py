@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sweep import stats
-from sweep.report_claims import (PAIRWISE_CLAIMS, STUDY_REPORTED, STUDY_SETTINGS, ClaimResult, claimed_difference_pp,
-                                 evaluate_claims)
+from sweep.report_claims import (PAIRWISE_CLAIMS, PAIRWISE_SPLIT, STUDY_REPORTED, STUDY_SETTINGS, ClaimResult,
+                                 claimed_difference_pp, evaluate_claims)
 from sweep.report_figures import ForestRow, claims_across_figure
 from sweep.report_format import fmt_ci, md_table, pct
 from sweep.report_load import (ADDED_LATER, BASELINE, MODEL_ORDER, OFFICIAL, Experiment, ReportError, Variant,
@@ -169,7 +169,7 @@ def _order(r: RunClaims) -> tuple:
 def study_row(keys: Sequence[str]) -> list[str]:
     """The study's own numbers in the table's columns: single runs, its settings largely unstated."""
     val, test = STUDY_REPORTED["val_acc_pct"], STUDY_REPORTED["test_acc_pct"]
-    cells = [f"{claimed_difference_pp(m, 'val'):+.2f} (one run)" for _, _, m, _, _ in PAIRWISE_CLAIMS]
+    cells = [f"{claimed_difference_pp(m, PAIRWISE_SPLIT):+.2f} (one run)" for _, _, m, _ in PAIRWISE_CLAIMS]
     rival = max((m for m in test if m != "optimized"), key=test.get)
     cells.append(f"vs {rival} {test['optimized'] - test[rival]:+.2f} (one run)")
     cells.append(f"{test['optimized']:.2f} (one run)")
@@ -186,15 +186,15 @@ def run_label(r: RunClaims) -> str:
 def figure_panels(runs: Sequence[RunClaims]) -> dict[str, list[ForestRow]]:
     """Claims 1-3, one panel each: every run's difference from its baseline on validation, in the table's order."""
     panels = {}
-    for number, _, model, _, split in PAIRWISE_CLAIMS:
+    for number, _, model, _ in PAIRWISE_CLAIMS:
         rows = []
         for r in runs:
             c = next(c for c in r.claims if c.number == number)
             d = c.comparisons[0].diff if c.comparisons else None
             diff, lo, hi = ((100 * d.diff, 100 * d.lo, 100 * d.hi) if d is not None and d.tested else
                             (100 * d.diff if d is not None else math.nan, math.nan, math.nan))
-            rows.append(ForestRow(run_label(r), diff, lo, hi, claimed_difference_pp(model, split), c.verdict))
-        panels[f"claim {number}: {model} − baseline, {split}"] = rows
+            rows.append(ForestRow(run_label(r), diff, lo, hi, claimed_difference_pp(model, PAIRWISE_SPLIT), c.verdict))
+        panels[f"claim {number}: {model} − baseline, {PAIRWISE_SPLIT}"] = rows
     return panels
 
 
