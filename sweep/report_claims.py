@@ -32,7 +32,7 @@ STUDY_SETTINGS = {"data.input_size": 64}
 STUDY_SPLIT_KEY = {"val": "val_acc_pct", "test": "test_acc_pct"}
 DIFF_CLIP = (-1.0, 1.0)  # a difference of two accuracies cannot leave [-100, 100] pp
 
-# (number, text, model, claimed sign vs baseline, split the paper states the claim on)
+# (number, text, model, claimed sign vs baseline)
 PAIRWISE_CLAIMS = (
     (1, "Removing batch norm improves accuracy over the baseline", "no_batchnorm", +1),
     (2, "Removing dropout lowers accuracy slightly", "no_dropout", -1),
