@@ -660,3 +660,16 @@ def test_export_copies_only_the_raw_files_and_rebuilds_the_same_report(tmp_path:
     first = (dest / "report.md").read_bytes()
     assert main([str(dest)]) == 0 and (dest / "report.md").read_bytes() == first  # rebuilds from the repo's copy
     assert main([str(exp), "--export", str(dest)]) == 2  # never into an existing folder
+
+
+def test_header_says_which_grid_values_the_trials_ran_otherwise(tmp_path: Path):
+    # `--set train.lr=0.003` on a grid that declares 0.001: the header must not state a learning rate not used;
+    # the audit's protocol axis, declared fixed for the main grid, varies by design and is not flagged
+    exp = new_exp(tmp_path, nuisance={"train.lr": 0.001, "train.batch_size": 128},
+                  fixed={"data.protocol": "official"})
+    for i, (model, proto) in enumerate([("baseline", "official"), ("baseline", LEAKY)] * 2):
+        write_trial(exp, f"t{i}", params(model, i // 2, proto, **{"train.lr": 0.003, "train.batch_size": 128}))
+    header = build_report(exp).read_text().split("## ")[0]
+    assert ('- nuisance parameters: `{"train.lr": 0.001, "train.batch_size": 128}`; the trials ran `train.lr` '
+            '0.003 instead (a `--set` or tuning)\n') in header
+    assert '- fixed parameters: `{"data.protocol": "official"}`\n' in header
