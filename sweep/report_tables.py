@@ -65,11 +65,11 @@ def _setting(exp: Experiment, key: str) -> str:
 # ----------------------------------------------------------------------------- header
 
 
-def _ran_otherwise(exp: Experiment, declared: dict) -> str:
+def _ran_otherwise(exp: Experiment, declared: dict, axes: Sequence[str]) -> str:
     """The grid file's values that the trials did not run (a `--set` or a `tune:` block replaced them; an axis, such
-    as an audit's protocol, is no such value), so the header never states a learning rate the run did not use."""
-    ran = {k: "/".join(vals) for k in declared if (vals := _trial_values(exp, k))}
-    changed = [f"`{k}` {ran[k]}" for k, v in declared.items() if k in ran and ran[k] != str(v)]
+    as an audit's protocol, varies by design), so the header never states a learning rate the run did not use."""
+    changed = [f"`{k}` {'/'.join(vals)}" for k, v in declared.items()
+               if k not in axes and (vals := _trial_values(exp, k)) and vals != [str(v)]]
     return f"; the trials ran {', '.join(changed)} instead (a `--set` or tuning)" if changed else ""
 
 
@@ -142,8 +142,7 @@ def section_header(exp: Experiment, variants: Sequence[Variant]) -> list[str]:
     spec = meta.get("grid_spec") if isinstance(meta.get("grid_spec"), dict) else meta
     for part in ("scientific", "nuisance", "fixed"):
         if spec.get(part):
-            ran = "" if part == "scientific" else _ran_otherwise(exp, {k: v for k, v in spec[part].items()
-                                                                       if k not in axes})
+            ran = "" if part == "scientific" else _ran_otherwise(exp, spec[part], axes)
             out.append(f"- {part} parameters: `{json.dumps(spec[part], default=str)}`{ran}")
     for p in exp.problems:
         out.append(f"- note: {p}")
