@@ -128,7 +128,7 @@ def test_best_recipe_per_cnn_is_chosen_on_validation_and_judged_on_test(tmp_path
     assert "| 32 |" not in best  # one run at 32 px: nothing to choose between
     r = row(best, "64")
     assert r[1] == "2"  # `two` ran too few seeds to hold a candidate
-    assert r[2] == "baseline: `warm` (55.00, n=3); no_batchnorm: `plain` (56.00, n=3)"
+    assert r[2] == "baseline: `warm` (55.00, n=3, best of 2); no_batchnorm: `plain` (56.00, n=3, best of 2)"
     # on test, no_batchnorm at `plain` minus baseline at `warm`, paired by seed: +0.02, +0.03, +0.04 -> +3.00 pp,
     # sd 1 pp, t(2) = 4.303 -> half width 2.48 pp; the validation means would have said +1.00
     assert r[3] == "+3.00 [+0.52, +5.48] (n=3) **holds**"
@@ -161,6 +161,6 @@ def test_a_run_of_one_cnn_is_a_candidate_recipe_but_a_varied_or_oversampled_one_
     assert "`nobn-lr` (models: no_batchnorm; no official baseline)" in text  # named below the table
     r = row(text.split("## Each CNN at its best recipe")[1], "64")
     assert r[1] == "2"  # both and nobn-lr: rotated and oversampled hold no candidate
-    assert r[2] == "baseline: `both` (51.00, n=3); no_batchnorm: `nobn-lr` (58.00, n=3)"
+    assert r[2] == "baseline: `both` (51.00, n=3, best of 1); no_batchnorm: `nobn-lr` (58.00, n=3, best of 2)"
     # test: nobn-lr's no_batchnorm minus both's baseline: +0.03, +0.04, +0.05 -> +4.00 pp [+1.52, +6.48]
     assert r[3] == "+4.00 [+1.52, +6.48] (n=3) **holds**"
