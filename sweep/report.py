@@ -37,7 +37,7 @@ from sweep.report_faces import section_faces
 from sweep.report_format import md_table, pct
 from sweep.report_leak import section_leakage
 from sweep.report_load import (LEAKY, POOLED_DIR, TRIAL_FILES, Experiment, ReportError, Variant, _num,  # noqa: F401
-                               group_variants, load_experiment, pooled_in)
+                               group_variants, is_search, load_experiment, pooled_in)
 from sweep.report_search import section_search
 from sweep.report_sensitivity import SHARED_DIR, Counterpart, find_counterpart, section_sensitivity
 from sweep.report_study import is_study_ablation, section_claims, section_paper
@@ -127,8 +127,10 @@ def section_trial_issues(exp: Experiment, variants: Sequence[Variant]) -> list[s
     out.append("")
     stopped = [t for t in exp.trials if t.status == "stopped"]
     if stopped:
-        out.append("Stopped early by the scheduler (e.g. ASHA) or unfinished when the report was built: "
-                   "`result.json` but no `final.json`; not counted in the per-variant statistics:")
+        why = ("Stopped early by the scheduler (e.g. ASHA) or unfinished when the report was built" if is_search(exp)
+               else "Unfinished: a grid has no scheduler to stop a trial early, so these were cut off by an interrupted "
+               "sweep (its command again with `--resume` continues them) or still running when the report was built")
+        out.append(why + ": `result.json` but no `final.json`; not counted in the per-variant statistics:")
         out.append("")
         out += md_table(["trial dir", "variant", "epochs run", "best val acc (%)"],
                         [[t.name, label_of.get(id(t), "—"),

@@ -288,7 +288,7 @@ def _run(args) -> int:
 
     meta.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), wall_s=time.time() - t0)
     store.write_json(f"{plan.exp_uri}/sweep_meta.json", meta)
-    errors = _print_summary(results, plan.grid) + _write_report(plan)
+    errors = _print_summary(results, plan) + _write_report(plan)
     print(f"tensorboard --logdir {plan.exp_uri}")
     ray.shutdown()
     return 1 if errors else 0
@@ -741,7 +741,10 @@ def _short(v) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
-def _print_summary(results, grid: Grid) -> int:
+def _print_summary(results, plan: Plan) -> int:
+    """The trials' table; returns how many errored, or were cut off (a grid has no scheduler to stop one early,
+    so a grid trial without a final evaluation is an interrupted sweep's, and the exit status says so)."""
+    grid = plan.grid
     df = results.get_dataframe()
     rows, errors = [], 0
     for result in results:
@@ -757,7 +760,11 @@ def _print_summary(results, grid: Grid) -> int:
     for r in sorted(rows, key=lambda r: (r[0], str(r[1]))):
         print(f"{r[0]:{width}s} {str(r[1]):>4s} {r[2]:8s} {str(r[3]):>6s} {r[4]:>9s} {r[5]:>7s}")
     print(f"{len(rows)} trials, {errors} errored" + (f" ({len(df)} rows in the results table)" if df is not None else ""))
-    return errors
+    cut = sum(r[2] == "stopped" for r in rows) if grid.search is None else 0
+    if cut:
+        print(f"{cut} trial(s) unfinished: the sweep was interrupted; the same command with --resume continues them "
+              "from their checkpoints")
+    return errors + cut
 
 
 def _pct(x) -> str:

@@ -262,6 +262,15 @@ def test_failed_stopped_and_odd_trials_listed(ablation_report: str):
     assert "No trials stopped early." in sect
 
 
+def test_an_unfinished_trial_of_a_grid_is_said_to_be_cut_off_not_stopped_by_a_scheduler(tmp_path: Path):
+    # a grid has no scheduler: a trial without final.json was cut off (an interrupted sweep), resumable
+    exp = _two_variants(tmp_path, "no_dropout", [(0, 0.55), (1, 0.56)])
+    write_trial(exp, "t_no_dropout_2", params("no_dropout", 2), epochs=2, final=False)
+    sect = section(build_report(exp).read_text(), "Failed, stopped and odd trials")
+    assert sect.count("Unfinished: a grid has no scheduler") == 1 and "with `--resume` continues them" in sect
+    assert row(sect, "t_no_dropout_2")[1:3] == ["no_dropout", "2"] and "ASHA" not in sect
+
+
 def test_reproducibility_block(ablation_report: str):
     repro = section(ablation_report, "Reproducibility")
     assert "abc1234" in repro and "f" * 64 in repro and "torch `2.14.0`" in repro
@@ -522,6 +531,7 @@ def test_search_section(search_exp: Path):
     assert [r[-2] for r in rows] == ["no", "no", "yes", "no", "yes"]  # stopped-early flag
     assert rows[2][4] == "1" and rows[0][4] == "4"  # epochs run
     assert rows[2][3] == "50.00"  # best val acc of a stopped trial comes from result.json
+    assert "Stopped early by the scheduler (e.g. ASHA)" in section(report, "Failed, stopped and odd trials")
     assert "## The study's claims" not in report  # a search's trials are different configurations: no verdicts
     assert "## Differences from the reference level" not in report and "## Per-seed results" not in report
     assert row(section(report, "Results per variant"), "variant")[1] == "trials n (configs)"

@@ -226,6 +226,8 @@ def test_resume_after_interrupts_at_several_points_reruns_no_finished_trial(tmp_
     partial = {t["dir"].name: [r["epoch"] for r in t["rows"] if "train/loss" in r] for t in second
                if t["final"] is None and t["dir"].name not in done1 and any("train/loss" in r for r in t["rows"])}
     assert partial, "no trial was interrupted mid-way"
+    console = (exp.parent / "console-SIGINT.log").read_text()  # Ctrl-C: the driver says so, and how to go on
+    assert "trial(s) unfinished: the sweep was interrupted; the same command with --resume" in console, console[-3000:]
     done2 = {t["dir"].name: (t["dir"] / "final.json").read_bytes() for t in second if t["final"]}
     assert all(done2[name] == body for name, body in done1.items())  # the first resume left it untouched
 
