@@ -288,7 +288,7 @@ def _run(args) -> int:
 
     meta.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), wall_s=time.time() - t0)
     store.write_json(f"{plan.exp_uri}/sweep_meta.json", meta)
-    errors = _print_summary(results, plan) + _write_report(plan)
+    errors = _print_summary(results, plan.grid) + _write_report(plan)
     print(f"tensorboard --logdir {plan.exp_uri}")
     ray.shutdown()
     return 1 if errors else 0
@@ -741,10 +741,9 @@ def _short(v) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
-def _print_summary(results, plan: Plan) -> int:
+def _print_summary(results, grid: Grid) -> int:
     """The trials' table; returns how many errored, or were cut off (a grid has no scheduler to stop one early,
     so a grid trial without a final evaluation is an interrupted sweep's, and the exit status says so)."""
-    grid = plan.grid
     df = results.get_dataframe()
     rows, errors = [], 0
     for result in results:
