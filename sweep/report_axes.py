@@ -94,6 +94,16 @@ def axis_families(exp: Experiment, variants: Sequence[Variant], split: str) -> l
     return out
 
 
+def off_reference(exp: Experiment, variants: Sequence[Variant]) -> list[Variant]:
+    """Completed variants off the reference level on some scientific axis: what a comparison could be about."""
+    axes = scientific_axes(exp)
+    return [v for v in variants if v.done and any(_off_reference(v, a, r) for a, r in axes.items())]
+
+
+NO_COMPARISON = ("_Nothing to compare within this run: every completed variant is at the reference level ({refs}). "
+                 "A run read `--against` another is compared with it under *Sensitivity*._")
+
+
 def uncompared(exp: Experiment, variants: Sequence[Variant]) -> list[str]:
     """Variants off the reference on some axis whose reference partner did not run (or finished no seed)."""
     lone = []
@@ -112,6 +122,8 @@ def section_comparisons(exp: Experiment, variants: Sequence[Variant]) -> list[st
     axes = scientific_axes(exp)
     out = ["## Differences from the reference level", ""]
     refs = ", ".join(f"`{a}` = {_level(r)}" for a, r in axes.items())
+    if not off_reference(exp, variants):  # e.g. a one-model run: the paragraph below would describe nothing
+        return out + [NO_COMPARISON.format(refs=refs), ""]
     out.append(
         f"Reference levels: {refs} (a grid's `reference:` entry, else the axis's first listed value). Each "
         "variant off the reference on one axis minus the variant with that axis at its reference and everything "

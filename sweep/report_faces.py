@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from sweep import stats
-from sweep.report_axes import axis_families
+from sweep.report_axes import axis_families, off_reference
 from sweep.report_claims import DIFF_CLIP, Comparison, reading
 from sweep.report_format import fmt_interval, fmt_p, md_table
 from sweep.report_load import Experiment, Variant, is_search
@@ -59,6 +59,8 @@ def section_faces(exp: Experiment, variants: Sequence[Variant]) -> list[str]:
     if is_search(exp):
         return []
     out = ["## Uncertainty from the faces", ""]
+    if not off_reference(exp, variants):
+        return out + ["_Nothing to estimate: this run makes no within-run comparison (see above)._", ""]
     out.append(
         "Every other interval here is over seeds, on the same validation and test faces: it covers the "
         "training's randomness and holds the faces fixed, so it does not say how far a difference would move on "

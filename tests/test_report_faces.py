@@ -127,3 +127,15 @@ def test_no_predictions_says_so_and_malformed_ones_are_an_odd_trial(tmp_path):
     assert "_Not available: no comparison has two or more seeds" in section(report, "Uncertainty from the faces")
     odd = section(report, "Failed, stopped and odd trials")
     assert "t_no_dropout_1" in odd and "predictions test malformed" in odd
+
+
+def test_a_one_model_run_says_it_compares_nothing_rather_than_that_predictions_are_missing(tmp_path):
+    exp = new_exp(tmp_path)
+    for seed in range(2):
+        write_trial(exp, f"t_baseline_{seed}", params("baseline", seed), val=0.5, test=0.5)
+    report = build_report(exp).read_text()
+    diffs = section(report, "Differences from the reference level")
+    assert "Nothing to compare within this run" in diffs and "`model.name` = baseline" in diffs
+    assert "paired t-test" not in diffs  # the method paragraph would describe no row
+    faces = section(report, "Uncertainty from the faces")
+    assert "Nothing to estimate" in faces and "Not available" not in faces
