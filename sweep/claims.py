@@ -10,6 +10,8 @@ a dozen reports; every cell links back to a report that rebuilds from its raw fi
 A folder is an experiment folder (holding sweep_meta.json) or a folder of them. Runs without the study's baseline
 and another of its CNNs under the official protocol (leak audits, searches) are named below the table, not dropped
 silently. A report's `shared/` counterpart is not a row of its own; its `pooled/` runs count, as in its report.
+Its last section sets each CNN at its best recipe per input size (`best_recipes`) and decides the claims there
+on test, over seeds and then over seeds and faces together.
 """
 
 from __future__ import annotations
@@ -20,14 +22,15 @@ import os
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sweep import stats
 from sweep.report_claims import (PAIRWISE_CLAIMS, PAIRWISE_SPLIT, STUDY_REPORTED, STUDY_SETTINGS, ClaimResult,
                                  claimed_difference_pp, evaluate_claims)
+from sweep.report_faces import face_family
 from sweep.report_figures import ForestRow, claims_across_figure
-from sweep.report_format import fmt_ci, md_table, pct
+from sweep.report_format import fmt_ci, fmt_interval, fmt_p, md_table, pct
 from sweep.report_load import (ADDED_LATER, BASELINE, MODEL_ORDER, OFFICIAL, Experiment, ReportError, Variant,
                                constants, group_variants, is_search, is_seed_key, load_experiment, official_variant,
                                run_host_kind, tuned_keys)
@@ -273,7 +276,41 @@ def render_best(best: Sequence[BestRecipes]) -> list[str]:
         chosen = "; ".join(f"{m}: `{r.path.name}` ({pct(v.summary('val').mean)}, n={len(v.done)}, "
                            f"best of {b.tried[m]})" for m, (r, v) in b.chosen.items())
         rows.append([_value(b.input_size), str(len(b.runs)), chosen, *(claim_cell(c, variants) for c in b.claims)])
-    return lines + md_table(header, rows)
+    return lines + md_table(header, rows) + render_best_faces(best)
+
+
+def render_best_faces(best: Sequence[BestRecipes]) -> list[str]:
+    """Claims 1-3 at the best recipes again, with the test faces as a sample too (`sweep.stats.seeds_and_faces`):
+    the intervals above hold the 3,589 faces fixed, and up to two thirds of a difference's variance comes from
+    which faces were drawn."""
+    signs = {number: sign for number, _, _, sign in PAIRWISE_CLAIMS}
+    rows, missing = [], []
+    for b in best:
+        comps = [(c.number, c.comparisons[0]) for c in b.claims if c.number in signs and c.comparisons]
+        fam = face_family([comp for _, comp in comps])  # Holm over the claims with predictions on both sides
+        number = {id(comp): n for n, comp in comps}
+        for comp, fd, p_adj in fam:
+            n = number[id(comp)]
+            verdict = replace(comp, diff=fd.both, p_adj=p_adj).verdict(signs[n])
+            rows.append([_value(b.input_size), f"claim {n}", f"{comp.variant.model} − {comp.reference.model}",
+                         f"{fd.n_seeds} × {fd.n_faces:,}", fmt_interval(fd.seeds), fmt_interval(fd.both),
+                         f"{100 * fd.face_share:.0f}%", fmt_p(p_adj), f"**{verdict}**"])
+        have = {id(x[0]) for x in fam}
+        missing += [f"{_value(b.input_size)}: claim {n}" for n, comp in comps if id(comp) not in have]
+    if not rows and not missing:
+        return []
+    lines = ["", "Claims 1-3 above again, with the test faces as a sample too: the intervals above are over seeds "
+             "on the same 3,589 PrivateTest faces, so they hold the faces fixed. From the per-face predictions "
+             "the chosen trials recorded, each difference is estimated as a crossed seeds × faces random-effects "
+             "model over the seeds both sides share (`sweep.stats.seeds_and_faces`, as in a report's *Uncertainty "
+             "from the faces*), Holm within claims 1-3, and read with the same verdict rule.", ""]
+    if rows:
+        lines += md_table(["input size", "claim", "difference", "seeds × faces", "seeds only: Δ (pp) [95%]",
+                           "seeds and faces: Δ (pp) [95%]", "faces' share", "Holm p", "verdict"], rows)
+    if missing:
+        lines += ["", "Not available (fewer than two shared seeds with per-face predictions on both sides; trials "
+                  "written before 2026-12-03 recorded none): " + ", ".join(missing) + "."]
+    return lines
 
 
 def claims_markdown(paths: Sequence[str | Path], base: str | Path, figure: Path | None = None) -> str:

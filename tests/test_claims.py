@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
-from test_report_fixtures import PRIVATE_TEST, new_exp, params, row, write_trial
+from test_report_fixtures import PRIVATE_TEST, new_exp, params, row, rows, write_trial
 
 from sweep.claims import claims_markdown, main
 from sweep.report_figures import ForestRow, claims_across_figure
@@ -164,3 +164,42 @@ def test_a_run_of_one_cnn_is_a_candidate_recipe_but_a_varied_or_oversampled_one_
     assert r[2] == "baseline: `both` (51.00, n=3, best of 1); no_batchnorm: `nobn-lr` (58.00, n=3, best of 2)"
     # test: nobn-lr's no_batchnorm minus both's baseline: +0.03, +0.04, +0.05 -> +4.00 pp [+1.52, +6.48]
     assert r[3] == "+4.00 [+1.52, +6.48] (n=3) **holds**"
+
+
+def _preds(correct: list[int]) -> dict:
+    """final.json `predictions` on test for six faces labelled 0-5, right where `correct` says 1."""
+    y_true = [0, 1, 2, 3, 4, 5]
+    y_pred = [y if c else (y + 1) % 7 for y, c in zip(y_true, correct)]
+    return {"test": {"y_true": "".join(map(str, y_true)), "y_pred": "".join(map(str, y_pred))}}
+
+
+def test_best_recipe_claims_again_with_the_faces_as_a_sample(tmp_path: Path):
+    import numpy as np
+
+    from sweep import stats
+    from sweep.report_claims import DIFF_CLIP
+    from sweep.report_format import fmt_interval, fmt_p
+
+    settings = {**CONSTS, "data.input_size": 64, "train.epochs": 5}
+    # per seed, per face: right (1) or wrong (0); faces 1 and 2 favour no_batchnorm on every seed (a face effect)
+    nobn = [[1, 1, 1, 0, 1, 1], [1, 1, 0, 1, 1, 1], [1, 1, 1, 1, 1, 0]]
+    base = [[1, 0, 0, 0, 1, 1], [1, 0, 0, 0, 1, 0], [1, 0, 0, 1, 0, 1]]
+    for name, model, correct, lr in (("base", "baseline", base, 0.001), ("nobn", "no_batchnorm", nobn, 0.003)):
+        exp = new_exp(tmp_path, name, constants={**settings, "train.lr": lr})
+        for seed, c in enumerate(correct):
+            acc = sum(c) / len(c)
+            write_trial(exp, f"t_{model}_s{seed}", params(model, seed, **settings, **{"train.lr": lr}),
+                        val=acc, test=acc, predictions=_preds(c))
+    # a third run at 32 px, two recipes there, recorded without predictions: said, not dropped
+    make_run(tmp_path, "old32", 32, {"baseline": [0.50, 0.51, 0.52], "no_batchnorm": [0.48, 0.50, 0.49]})
+    make_run(tmp_path, "old32b", 32, {"baseline": [0.50, 0.50, 0.50]}, **{"train.lr": 0.003})
+    text = claims_markdown([tmp_path], tmp_path)
+    best = text.split("## Each CNN at its best recipe")[1]
+    fd = stats.seeds_and_faces([np.array(c) for c in nobn], [np.array(c) for c in base], clip=DIFF_CLIP)
+    r = [x for x in rows(best, "64") if x[1] == "claim 1"][0]  # the faces table's row, not the first table's
+    assert r[1:] == ["claim 1", "no_batchnorm − baseline", "3 × 6", fmt_interval(fd.seeds), fmt_interval(fd.both),
+                 f"{100 * fd.face_share:.0f}%", fmt_p(fd.both.p), "**holds**"]
+    # the faces widen the interval (half the variance is theirs) but p = 0.042 still holds the study's direction
+    assert fd.both.hi - fd.both.lo > fd.seeds.hi - fd.seeds.lo and 0.5 < fd.face_share < 0.6
+    assert "Not available (fewer than two shared seeds with per-face predictions" in best
+    assert "32: claim 1." in best
