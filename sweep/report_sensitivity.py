@@ -116,16 +116,6 @@ def section_sensitivity(exp: Experiment, variants: Sequence[Variant], other: Cou
     keys = tuned or differing_settings(exp, other.exp)
     here, there = setting(exp, keys, tuned=bool(tuned)), setting(other.exp, keys, tuned=bool(tuned))
     what = "the nuisance setting" if tuned else ", ".join(keys) or "nothing in the settings (a replication)"
-    out = [f"## Sensitivity to {'the nuisance setting' if tuned else 'the setting'}", "",
-           f"The same grid run twice: this experiment ({here}) and {other.where} "
-           f"(`{other.exp.meta.get('name', other.exp.path.name)}`, {there}). Each comparison of the section "
-           "*Differences from the reference level*, computed the same way in both runs (paired t-test over shared "
-           "seeds, Holm within each run), side by side. A reading that **reverses** (higher in one run, lower in "
-           f"the other) depends on {what}; a change between a decisive reading and inconclusive or tie "
-           "may be the intervals' width alone.", ""]
-    hosts = [run_host_kind(e.meta) for e in (exp, other.exp)]
-    if all(hosts) and hosts[0] != hosts[1]:  # e.g. bf16 on one, fp32 on the other: a difference of its own
-        out += [f"The two ran on different kinds of host: {hosts[0]} here, {hosts[1]} there.", ""]
     mine, theirs = _comparison_rows(exp, variants), _comparison_rows(other.exp, other.variants)
     rows, changed, reversed_ = [], 0, 0
     for key in list(mine) + [k for k in theirs if k not in mine]:
@@ -135,12 +125,25 @@ def section_sensitivity(exp: Experiment, variants: Sequence[Variant], other: Cou
         changed += ch != "no" and ch != "—"
         reversed_ += ch == "**reverses**"
         rows.append([label, split, ref, f"{a[0]}: {a[1]}", f"{b[0]}: {b[1]}", ch, axis])
-    if not rows:
-        return out + ["_Neither run has a variant with a completed reference-level partner._", ""]
-    out += md_table(["variant", "split", "reference", f"this run ({here}): Δ pp [95%]: reading",
-                     f"{other.where} ({there}): Δ pp [95%]: reading", "reading changes", "axis"], rows)
-    both = sum(1 for k in mine if k in theirs)
-    out += ["", f"{changed} of {both} readings present in both runs change; {reversed_} reverse.", ""]
+    intro = (f"The same grid run twice: this experiment ({here}) and {other.where} "
+             f"(`{other.exp.meta.get('name', other.exp.path.name)}`, {there}).")
+    if rows:
+        intro += (" Each comparison of the section *Differences from the reference level*, computed the same way in "
+                  "both runs (paired t-test over shared seeds, Holm within each run), side by side. A reading that "
+                  f"**reverses** (higher in one run, lower in the other) depends on {what}; a change between a "
+                  "decisive reading and inconclusive or tie may be the intervals' width alone.")
+    out = [f"## Sensitivity to {'the nuisance setting' if tuned else 'the setting'}", "", intro, ""]
+    hosts = [run_host_kind(e.meta) for e in (exp, other.exp)]
+    if all(hosts) and hosts[0] != hosts[1]:  # e.g. bf16 on one, fp32 on the other: a difference of its own
+        out += [f"The two ran on different kinds of host: {hosts[0]} here, {hosts[1]} there.", ""]
+    if rows:
+        out += md_table(["variant", "split", "reference", f"this run ({here}): Δ pp [95%]: reading",
+                         f"{other.where} ({there}): Δ pp [95%]: reading", "reading changes", "axis"], rows)
+        both = sum(1 for k in mine if k in theirs)
+        out += ["", f"{changed} of {both} readings present in both runs change; {reversed_} reverse.", ""]
+    else:  # e.g. two runs of one CNN at two learning rates: only what the setting does to it compares
+        out += ["_Neither run has a variant with a completed reference-level partner: no within-run comparison to "
+                "set side by side._", ""]
     if effect := _setting_effect_rows(variants, other.variants):
         out += [f"What the setting does to each variant run in both: its accuracy in this run minus in {other.where}, "
                 "paired over the seeds both ran, Holm within each split; the means are over those seeds. A seed fixes "

@@ -157,3 +157,21 @@ def test_each_variant_run_in_both_is_read_against_itself_paired_by_seed(tmp_path
                         "0.0988", "inconclusive"]
     base = row(table, "baseline")
     assert base[3:5] == ["53.00", "50.00"] and base[5].startswith("+3.00 pp (") and base[9] == "inconclusive"
+
+
+def test_two_runs_of_one_cnn_still_say_what_the_setting_does_to_it(tmp_path, capsys):
+    # one CNN at two learning rates, no variant off the reference in either run: the per-variant table is the
+    # whole comparison (seed by seed +1.0, +2.0, +0.0 pp)
+    one = {"model.name": ["baseline"]}
+    low = new_exp(tmp_path, "low", scientific=one, constants={"train.lr": 0.001})
+    high = new_exp(tmp_path, "high", scientific=one, constants={"train.lr": 0.003})
+    for s in SEEDS:
+        write_trial(low, f"t_{s}", params("baseline", s, **{"train.lr": 0.001}), val=0.50, test=0.50)
+        val = {0: 0.51, 1: 0.52, 2: 0.50}[s]
+        write_trial(high, f"t_{s}", params("baseline", s, **{"train.lr": 0.003}), val=val, test=0.50)
+    assert main([str(high), "--against", str(low)]) == 0
+    sec = section((high / "report.md").read_text(), "Sensitivity to the setting")
+    assert "Neither run has a variant with a completed reference-level partner" in sec
+    assert "side by side. A reading that" not in sec  # no idle description of a table that is not there
+    base = row(sec[sec.index("What the setting does to each variant"):], "baseline")
+    assert base[1:6] == ["val", "0, 1, 2", "51.00", "50.00", "+1.00 pp [-1.48, +3.48]"]
