@@ -281,8 +281,8 @@ def render_best(best: Sequence[BestRecipes]) -> list[str]:
 
 def render_best_faces(best: Sequence[BestRecipes]) -> list[str]:
     """Claims 1-3 at the best recipes again, with the test faces as a sample too (`sweep.stats.seeds_and_faces`):
-    the intervals above hold the 3,589 faces fixed, and up to two thirds of a difference's variance comes from
-    which faces were drawn."""
+    the intervals above hold the 3,589 faces fixed, while at 64x64 a third to four fifths of a difference's variance
+    comes from which faces were drawn."""
     signs = {number: sign for number, _, _, sign in PAIRWISE_CLAIMS}
     rows, missing = [], []
     for b in best:
